@@ -1,0 +1,34 @@
+# Two commands for users: `make demo` and `make test`. Both create ./.venv when it is missing
+# (the pinned set of ../shared/docs/DEPENDENCIES.md, torch and torchvision in the same pip command).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+export DAGSTER_DISABLE_TELEMETRY := 1
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test venv lint ui clean-runs
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[orchestration,dev]"
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: venv
+	$(PY) -m mmcl demo
+
+test: venv
+	bash .ci/pytest.sh
+
+lint: venv
+	$(VENV)/bin/ruff check mmcl orchestration tests bench
+
+ui: venv
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -m orchestration.definitions

@@ -1,0 +1,217 @@
+"""Run configuration: frozen dataclasses loaded from YAML, overridden with `--set a.b=value`.
+
+One resolved config per run; its hash names the run directory, so the same command resumes the same
+run. Unknown keys and wrong types fail before any training starts, naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmcl.errors import ConfigError
+
+MODALITIES = ("text", "image", "audio")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    name: str  # registry name, e.g. hf_text, efficientnet_lite0, open_clip_image, audio_conv
+    freeze: bool = False  # frozen encoders run under no_grad in eval mode; only their head trains
+    lr: float | None = None  # learning rate for this encoder (None: train.lr)
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the encoder factory
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "flickr8k_triples"
+    data_dir: str | None = None  # None: $MMCL_DATA_DIR, else ../shared/data
+    modalities: tuple[str, ...] = ("text", "image")
+    eval_splits: tuple[str, ...] = ("test",)  # held out by image: none of these images is trained on
+    batch_size: int = 64
+    num_workers: int = 0
+    max_train_images: int | None = None  # cap for quick runs
+    max_eval_images: int | None = None
+    image_size: int = 224
+    audio_seconds: float = 6.0  # clips are cut/padded to this length
+    audio_sample_rate: int = 16000
+    cache_frozen_features: bool = True  # frozen image towers: features computed once, cached on disk
+    missing_modality_rate: float = 0.0  # drop modalities at random in training (tests missing-view handling)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    embed_dim: int = 256
+    head: str = "linear"  # linear | mlp | none (none needs equal encoder widths)
+    temperature_init: float = 0.07  # CLIP's initial τ
+    learnable_temperature: bool = True
+    encoders: dict[str, EncoderConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    name: str = "clip"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_epochs: int = 5
+    max_steps: int = -1  # -1: no step limit
+    lr: float = 1e-3  # heads and temperature; encoders use their own lr when set
+    weight_decay: float = 0.1
+    warmup_steps: int = 20
+    precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true on CPU
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+    strategy: str = "auto"  # ddp for several GPUs
+    checkpoint_every_n_steps: int = 25  # last.ckpt is rewritten this often, for resume after a kill
+    val_every_n_epochs: int = 1
+    log_every_n_steps: int = 5
+    grad_clip: float | None = 1.0
+    progress_bar: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    seed: int = 0
+    runs_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / f"{self.name}-{self.config_hash()}"
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert `value` to annotation `tp`, raising ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: {value!r} does not match {tp}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        return _build(tp, value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        _, vt = typing.get_args(tp)
+        return {k: _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (et, *_rest) = typing.get_args(tp)
+        return tuple(_coerce(v, et, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key {where}{unknown[0]!r} (known here: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
+    value = yaml.safe_load(raw) if raw != "" else ""
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {part!r} is not a mapping")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read YAML at `path`, apply `key=value` overrides (values parsed as YAML), validate."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), raw)
+    cfg = _build(RunConfig, tree)
+    _check_semantics(cfg)
+    return cfg
+
+
+def config_from_dict(tree: dict[str, Any]) -> RunConfig:
+    cfg = _build(RunConfig, tree)
+    _check_semantics(cfg)
+    return cfg
+
+
+def _check_semantics(cfg: RunConfig) -> None:
+    for m in cfg.data.modalities:
+        if m not in MODALITIES:
+            raise ConfigError(f"data.modalities: unknown modality {m!r} (known: {', '.join(MODALITIES)})")
+        if m not in cfg.model.encoders:
+            raise ConfigError(f"model.encoders.{m}: no encoder configured for modality {m!r}")
+    if cfg.data.batch_size < 2:
+        raise ConfigError("data.batch_size: contrastive training needs at least 2 samples per batch")
+    if cfg.model.head not in ("linear", "mlp", "none"):
+        raise ConfigError(f"model.head: {cfg.model.head!r} is not one of linear, mlp, none")
+    if not 0.0 <= cfg.data.missing_modality_rate < 1.0:
+        raise ConfigError("data.missing_modality_rate: must be in [0, 1)")

@@ -1,0 +1,1 @@
+"""Training: LightningModule, DataModule, callbacks, the `mmcl train` CLI and checkpoint loading."""

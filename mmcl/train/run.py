@@ -1,0 +1,113 @@
+"""One training run: resolve config -> run directory -> fit (resuming if a checkpoint exists) ->
+model.pt + metrics.json. The run directory is named by the config hash, so rerunning the same
+command after a kill continues from checkpoints/last.ckpt at the same global step.
+
+    python -m mmcl train --config configs/demo.yaml --set train.max_epochs=2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmcl.config import RunConfig
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _precision(cfg: RunConfig) -> str:
+    import torch
+
+    if cfg.train.precision != "auto":
+        return cfg.train.precision
+    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, enable_checkpointing: bool = True):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    tc = cfg.train
+    callbacks = list(callbacks)
+    if enable_checkpointing:
+        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
+                                         every_n_train_steps=tc.checkpoint_every_n_steps, save_on_train_epoch_end=True))
+    if tc.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="tensorboard", version="")]
+    return L.Trainer(
+        default_root_dir=run_dir, max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator,
+        devices=tc.devices, strategy=tc.strategy, precision=_precision(cfg), logger=loggers, callbacks=callbacks,
+        log_every_n_steps=tc.log_every_n_steps, check_val_every_n_epoch=tc.val_every_n_epochs,
+        gradient_clip_val=tc.grad_clip, enable_progress_bar=tc.progress_bar, enable_checkpointing=enable_checkpointing,
+        num_sanity_val_steps=0,
+    )
+
+
+def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = False) -> dict[str, Any]:
+    """Train (or resume) the run described by `cfg`; returns the metrics written to metrics.json."""
+    import lightning as L
+    import torch
+
+    from mmcl.train.callbacks import ResumeProgress, Throughput
+    from mmcl.train.checkpoint import MODEL_FILE, save_model
+    from mmcl.train.datamodule import TripleDataModule
+    from mmcl.train.module import ContrastiveModule
+
+    run_dir = cfg.run_dir()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if fresh and run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(run_dir / "config_hash.txt", cfg.config_hash() + "\n")
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+    module = ContrastiveModule(cfg.to_dict())
+    datamodule = TripleDataModule(cfg.data, module.model, seed=cfg.seed)
+    datamodule.setup("fit")  # data problems surface here, before any training step
+    throughput = Throughput()
+    trainer = build_trainer(cfg, run_dir, [ResumeProgress(), throughput])
+    resumed_from = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"]) if last.is_file() else None
+    if resumed_from is not None:
+        print(f"resuming {run_dir} from {last} (global step {resumed_from})", flush=True)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+    wall = time.perf_counter() - t0
+
+    save_model(module.model, cfg.to_dict(), run_dir / MODEL_FILE)
+    metrics: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "config_hash": cfg.config_hash(),
+        "global_step": int(trainer.global_step),
+        "epochs": int(trainer.current_epoch),
+        "resumed_from_step": resumed_from,
+        "steps_this_process": throughput.steps,
+        "fit_seconds": round(wall, 2),
+        "train_samples_per_second": throughput.samples_per_second(),
+        "splits": datamodule.describe(),
+        "final": {k: float(v) for k, v in trainer.callback_metrics.items()},
+    }
+    if evaluate_retrieval and len(datamodule.records["test"]) > 0:
+        from mmcl.train.evaluate import embed_records, retrieval_table
+
+        emb = embed_records(module.model, datamodule.records["test"], tuple(cfg.data.modalities),
+                            image_transform=datamodule.eval_loaders.image_transform,
+                            audio_sample_rate=cfg.data.audio_sample_rate, audio_seconds=cfg.data.audio_seconds,
+                            progress=cfg.train.progress_bar)
+        metrics["test_retrieval"] = retrieval_table(emb)
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    return metrics
