@@ -1,0 +1,126 @@
+"""Training throughput: `mmcl train`'s Lightning loop vs a plain PyTorch loop with open_clip's ClipLoss,
+same encoders (all-MiniLM-L6-v2 text, frozen EfficientNet-Lite0 image with cached features), same
+batch size, same data loader, same optimiser. Each variant runs in its own subprocess (so peak RSS is
+its own), alternating A/B/A/B to share the machine's noise.
+
+    .venv/bin/python bench/bench_train_throughput.py --steps 30 --batch-size 64 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+CONFIG = "configs/demo.yaml"
+
+
+def _setup(batch_size: int):
+    import torch
+
+    from mmcl.config import load_config
+    from mmcl.train.datamodule import TripleDataModule
+    from mmcl.train.module import ContrastiveModule
+
+    torch.manual_seed(0)
+    cfg = load_config(CONFIG, ["data.modalities=[text, image]", f"data.batch_size={batch_size}", "train.progress_bar=false",
+                               "runs_dir=/tmp/mmcl-bench-runs"])
+    module = ContrastiveModule(cfg.to_dict())
+    dm = TripleDataModule(cfg.data, module.model, seed=0)
+    dm.setup()
+    return cfg, module, dm
+
+
+def run_plain(steps: int, warmup: int, batch_size: int) -> dict:
+    import torch
+    from open_clip.loss import ClipLoss
+
+    cfg, module, dm = _setup(batch_size)
+    model = module.model.train()
+    groups = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    loss_fn = ClipLoss()
+    done, t0 = 0, None
+    while done < steps:
+        for batch in dm.train_dataloader():
+            if done == warmup:
+                t0 = time.perf_counter()
+            emb = model(batch["inputs"])
+            loss = loss_fn(emb["image"], emb["text"], model.logit_scale.exp().clamp(max=100))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(groups, cfg.train.grad_clip)
+            optimizer.step()
+            done += 1
+            if done >= steps:
+                break
+    seconds = time.perf_counter() - t0
+    return {"samples_per_s": (steps - warmup) * batch_size / seconds, "seconds": seconds}
+
+
+def run_mmcl(steps: int, warmup: int, batch_size: int) -> dict:
+    import lightning as L
+
+    from mmcl.train.run import build_trainer
+
+    class Clock(L.Callback):
+        t0 = t1 = None
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == warmup and self.t0 is None:
+                self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.t1 = time.perf_counter()
+
+    cfg, module, dm = _setup(batch_size)
+    clock = Clock()
+    trainer = build_trainer(cfg, cfg.run_dir(), [clock], enable_checkpointing=False)
+    trainer.fit_loop.max_steps = steps
+    trainer.fit_loop.epoch_loop.max_steps = steps
+    trainer.limit_val_batches = 0
+    trainer.fit(module, datamodule=dm)
+    seconds = clock.t1 - clock.t0
+    return {"samples_per_s": (steps - warmup) * batch_size / seconds, "seconds": seconds}
+
+
+def child(kind: str, steps: int, warmup: int, batch_size: int) -> None:
+    result = (run_plain if kind == "plain" else run_mmcl)(steps, warmup, batch_size)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--child", choices=["plain", "mmcl"])
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.steps, args.warmup, args.batch_size)
+        return
+    results: dict[str, list[dict]] = {"plain": [], "mmcl": []}
+    for _ in range(args.repeats):
+        for kind in ("plain", "mmcl"):
+            out = subprocess.run([sys.executable, __file__, "--child", kind, "--steps", str(args.steps), "--warmup",
+                                  str(args.warmup), "--batch-size", str(args.batch_size)],
+                                 capture_output=True, text=True, check=True)
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+            results[kind].append(json.loads(line[7:]))
+            print(kind, results[kind][-1], flush=True)
+    best = {k: max(r["samples_per_s"] for r in v) for k, v in results.items()}
+    peak = {k: max(r["peak_rss_mb"] for r in v) for k, v in results.items()}
+    print(json.dumps({"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, CPU only",
+                      "batch_size": args.batch_size, "timed_steps": args.steps - args.warmup,
+                      "samples_per_s": best, "ratio_mmcl_over_plain": best["mmcl"] / best["plain"], "peak_rss_mb": peak,
+                      "all": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
