@@ -35,6 +35,24 @@ class Registry:
     def build(self, name: str, **kwargs: Any) -> Any:
         return self.get(name)(**kwargs)
 
+    def build_from_config(self, name: str, options: dict[str, Any], where: str) -> Any:
+        """Build with options from a config; an unknown name or option fails naming `where` (the key)."""
+        import inspect
+
+        from mmcl.errors import ConfigError
+
+        try:
+            factory = self.get(name)
+        except KeyError as exc:
+            raise ConfigError(f"{where}.name: {exc.args[0]}") from exc
+        params = inspect.signature(factory).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        for key in options:
+            if key not in params and not takes_any:
+                known = ", ".join(k for k in params if k != "self")
+                raise ConfigError(f"unknown config key {where}.options.{key!r} for {self.kind} {name!r} (known: {known})")
+        return factory(**options)
+
     def names(self) -> list[str]:
         return sorted(self._factories)
 

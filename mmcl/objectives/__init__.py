@@ -1,7 +1,18 @@
 """Contrastive objectives, one file each, one interface (see base.py). Selected by name in the config."""
 
+# imported for their @OBJECTIVES.register side effect
+from mmcl.objectives import (  # noqa: F401
+    centrobind,
+    clip,
+    fabind,
+    fullgraph,
+    kdmcse,
+    multitask,
+    queue,
+    simcse,
+    tilting,
+)
 from mmcl.objectives.base import Objective, sum_losses
-from mmcl.objectives import clip  # noqa: F401  (registers "clip")
 from mmcl.registry import OBJECTIVES
 
 

@@ -62,3 +62,14 @@ def sum_losses(terms: Mapping[str, Tensor]) -> Tensor:
     if not losses:
         raise ValueError(f"objective returned no *_loss term (keys: {sorted(terms)})")
     return torch.stack([torch.as_tensor(v) for v in losses]).sum()
+
+
+def embed_dim_of(model: nn.Module | None, given: int | None, who: str) -> int:
+    """The shared embedding width D: `given` if set, else `model.embed_dim` (objectives that own
+    parameters or buffers of width D need it before the first batch, so that checkpoints load)."""
+    if given is not None:
+        return int(given)
+    dim = getattr(model, "embed_dim", None)
+    if dim is None:
+        raise ValueError(f"objective {who} needs embed_dim: set it in the objective options or attach a model with .embed_dim")
+    return int(dim)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmcl.objectives.base import Objective, present_mask, resolve_scale
+from mmcl.objectives.gather import global_batch
 from mmcl.registry import OBJECTIVES
 
 
@@ -65,10 +66,13 @@ class ClipObjective(Objective):
     """Symmetric InfoNCE over the given pairs of modalities (default: every pair present in `emb`).
 
     Samples missing either modality of a pair are left out of that pair's term; a pair with fewer than
-    two samples contributes nothing.
+    two samples contributes nothing. Under torch.distributed the terms are over the global batch
+    (gather.global_batch).
     """
 
-    def __init__(self, pairs: Sequence[Sequence[str]] | None = None, temperature: float | None = None) -> None:
+    def __init__(
+        self, pairs: Sequence[Sequence[str]] | None = None, temperature: float | None = None
+    ) -> None:
         super().__init__()
         self.pairs = [tuple(p) for p in pairs] if pairs else None
         self.temperature = temperature
@@ -86,4 +90,5 @@ class ClipObjective(Objective):
         batch: Mapping[str, Any] | None = None,
     ) -> dict[str, Tensor]:
         scale = resolve_scale(logit_scale, self.temperature)
+        emb, present, _ = global_batch(emb, present)  # [W·B, D] each under DDP; unchanged otherwise
         return masked_pair_terms(emb, self.select_pairs(emb), present, scale)
