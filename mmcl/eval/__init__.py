@@ -1,0 +1,1 @@
+"""Evaluation: STS, SentEval transfer, retrieval, geometry (one evaluator per file), reports and export."""
