@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "mmcl.lineage_cli",    # mmcl lineage
     "mmcl.data.cli",       # mmcl data ...
     "mmcl.demo",           # mmcl demo
+    "mmcl.registry_cli",   # mmcl models {list,show,register,promote,rollback}; lineage kind "model"
 ]
 
 

@@ -1,0 +1,87 @@
+"""The code location loads, and every definition carries what the UI and the operators rely on."""
+
+import dagster as dg
+import pytest
+
+ASSETS = ["raw_drop", "validated_drop", "dataset_version", "teacher_scores", "trained_model", "sts_eval",
+          "senteval_eval", "retrieval_eval", "promoted_model", "reference_embeddings", "embedding_drift"]
+
+
+@pytest.fixture(scope="module")
+def repo(defs):
+    dg.Definitions.validate_loadable(defs)
+    return defs.get_repository_def()
+
+
+def test_code_location_loads_from_the_module(monkeypatch, tmp_path):
+    from orchestration.definitions import defs
+
+    monkeypatch.setenv("MMCL_WORKSPACE", str(tmp_path))
+    loaded = defs()
+    dg.Definitions.validate_loadable(loaded)
+    assert loaded.resources["workspace"].root == str(tmp_path)
+
+
+def test_every_asset_is_documented(repo):
+    graph = repo.asset_graph
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == set(ASSETS)
+    for name in ASSETS:
+        node = graph.get(dg.AssetKey(name))
+        assert node.description and len(node.description) > 40, name
+        assert node.group_name in {"data", "training", "evaluation", "monitoring"}, name
+        assert node.kinds, name
+        assert node.code_version and len(node.code_version) == 12, name
+
+
+def test_training_is_pooled_and_retried(repo):
+    node = repo.asset_graph.get(dg.AssetKey("trained_model"))
+    assert node.pools == {"mmcl_training"}
+    policy = repo.assets_defs_by_key[dg.AssetKey("trained_model")].op.retry_policy
+    assert policy.max_retries >= 1 and policy.delay
+
+
+def test_gx_checks_and_promotion_gate_are_blocking(repo):
+    from mmcl.validate.suites import record_checks, schema_checks
+
+    specs = {(s.asset_key.to_user_string(), s.name): s for s in repo.asset_graph.asset_check_keys and
+             [repo.asset_graph.get_check_spec(k) for k in repo.asset_graph.asset_check_keys]}
+    for check in [*schema_checks(), *record_checks()]:
+        assert specs[("validated_drop", check.name)].blocking, check.name
+    for key in [("sts_eval", "sts_not_worse_than_champion"), ("retrieval_eval", "rsum_not_worse_than_champion"),
+                ("dataset_version", "dvc_tracked_and_pushed"), ("dataset_version", "enough_train_records")]:
+        assert specs[key].blocking, key
+    assert not specs[("embedding_drift", "no_embedding_drift")].blocking  # drift starts a retrain, not a stop
+
+
+def test_retrain_job_config_is_described_and_valid(repo):
+    from orchestration.defs.training.config import TrainModelConfig
+
+    for name, field in TrainModelConfig.model_fields.items():
+        assert field.description and len(field.description) > 15, name
+    job = repo.get_job("retrain_job")
+    config = {"ops": {"trained_model": {"config": {"objective": "clip", "epochs": 2, "lr": 1e-3, "batch_size": 16,
+                                                   "dataset_version": "abc", "overrides": ["seed=1"]}}}}
+    assert dg.validate_run_config(job, config)
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        dg.validate_run_config(job, {"ops": {"trained_model": {"config": {"epochs": "many"}}}})
+    assert job.tags["mmcl/training"] == "true"
+
+
+def test_schedules_and_sensors(repo):
+    schedules = {s.name: s for s in repo.schedule_defs}
+    assert schedules["weekly_retrain"].cron_schedule == "0 3 * * 1"
+    assert schedules["weekly_retrain"].job_name == "retrain_job"
+    assert schedules["daily_drift_check"].job_name == "drift_check_job"
+    sensors = {s.name: s for s in repo.sensor_defs}
+    assert sensors["new_drop_sensor"].job_name == "ingest_job"
+    assert sensors["drift_retrain_sensor"].job_name == "retrain_job"
+
+
+def test_instance_yaml_monitors_runs_and_limits_training(instance):
+    assert instance.run_monitoring_enabled
+    assert instance.run_monitoring_settings["start_timeout_seconds"] > 0
+    config = instance.get_concurrency_config()
+    assert config.pool_config.default_pool_limit == 1
+    assert {"key": "mmcl/training", "value": "true", "limit": 1} in config.run_queue_config.tag_concurrency_limits
+    assert instance.event_log_storage.get_concurrency_info("mmcl_training").slot_count == 1
