@@ -4,6 +4,9 @@ batch size, same data loader, same optimiser. Each variant runs in its own subpr
 its own), alternating A/B/A/B to share the machine's noise.
 
     .venv/bin/python bench/bench_train_throughput.py --steps 30 --batch-size 64 --repeats 2
+    .venv/bin/python bench/bench_train_throughput.py --device cuda --steps 200 --warmup 20 --batch-size 256
+
+On CUDA both variants train in bf16 autocast (mmcl: precision "auto" -> bf16-mixed; plain: torch.autocast).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 CONFIG = "configs/demo.yaml"
 
 
-def _setup(batch_size: int):
+def _setup(batch_size: int, device: str = "cpu"):
     import torch
 
     from mmcl.config import load_config
@@ -27,20 +30,22 @@ def _setup(batch_size: int):
     from mmcl.train.module import ContrastiveModule
 
     torch.manual_seed(0)
+    accelerator = "gpu" if device == "cuda" else "cpu"
     cfg = load_config(CONFIG, ["data.modalities=[text, image]", f"data.batch_size={batch_size}", "train.progress_bar=false",
-                               "runs_dir=/tmp/mmcl-bench-runs"])
+                               "runs_dir=/tmp/mmcl-bench-runs", f"train.accelerator={accelerator}", "train.devices=1"])
     module = ContrastiveModule(cfg.to_dict())
     dm = TripleDataModule(cfg.data, module.model, seed=0)
     dm.setup()
     return cfg, module, dm
 
 
-def run_plain(steps: int, warmup: int, batch_size: int) -> dict:
+def run_plain(steps: int, warmup: int, batch_size: int, device: str = "cpu") -> dict:
     import torch
+    from lightning.pytorch.utilities import move_data_to_device
     from open_clip.loss import ClipLoss
 
-    cfg, module, dm = _setup(batch_size)
-    model = module.model.train()
+    cfg, module, dm = _setup(batch_size, device)
+    model = module.model.to(device).train()
     groups = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     loss_fn = ClipLoss()
@@ -49,8 +54,10 @@ def run_plain(steps: int, warmup: int, batch_size: int) -> dict:
         for batch in dm.train_dataloader():
             if done == warmup:
                 t0 = time.perf_counter()
-            emb = model(batch["inputs"])
-            loss = loss_fn(emb["image"], emb["text"], model.logit_scale.exp().clamp(max=100))
+            batch = move_data_to_device(batch, device)
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+                emb = model(batch["inputs"])
+                loss = loss_fn(emb["image"], emb["text"], model.logit_scale.exp().clamp(max=100))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(groups, cfg.train.grad_clip)
@@ -58,11 +65,13 @@ def run_plain(steps: int, warmup: int, batch_size: int) -> dict:
             done += 1
             if done >= steps:
                 break
+    if device == "cuda":
+        torch.cuda.synchronize()  # kernels are asynchronous: time what ran, not what was queued
     seconds = time.perf_counter() - t0
     return {"samples_per_s": (steps - warmup) * batch_size / seconds, "seconds": seconds}
 
 
-def run_mmcl(steps: int, warmup: int, batch_size: int) -> dict:
+def run_mmcl(steps: int, warmup: int, batch_size: int, device: str = "cpu") -> dict:
     import lightning as L
 
     from mmcl.train.run import build_trainer
@@ -75,9 +84,13 @@ def run_mmcl(steps: int, warmup: int, batch_size: int) -> dict:
                 self.t0 = time.perf_counter()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if device == "cuda":
+                import torch
+
+                torch.cuda.synchronize()
             self.t1 = time.perf_counter()
 
-    cfg, module, dm = _setup(batch_size)
+    cfg, module, dm = _setup(batch_size, device)
     clock = Clock()
     trainer = build_trainer(cfg, cfg.run_dir(), [clock], enable_checkpointing=False)
     trainer.fit_loop.max_steps = steps
@@ -88,8 +101,8 @@ def run_mmcl(steps: int, warmup: int, batch_size: int) -> dict:
     return {"samples_per_s": (steps - warmup) * batch_size / seconds, "seconds": seconds}
 
 
-def child(kind: str, steps: int, warmup: int, batch_size: int) -> None:
-    result = (run_plain if kind == "plain" else run_mmcl)(steps, warmup, batch_size)
+def child(kind: str, steps: int, warmup: int, batch_size: int, device: str = "cpu") -> None:
+    result = (run_plain if kind == "plain" else run_mmcl)(steps, warmup, batch_size, device)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
@@ -101,22 +114,29 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--child", choices=["plain", "mmcl"])
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.steps, args.warmup, args.batch_size)
+        child(args.child, args.steps, args.warmup, args.batch_size, args.device)
         return
     results: dict[str, list[dict]] = {"plain": [], "mmcl": []}
     for _ in range(args.repeats):
         for kind in ("plain", "mmcl"):
             out = subprocess.run([sys.executable, __file__, "--child", kind, "--steps", str(args.steps), "--warmup",
-                                  str(args.warmup), "--batch-size", str(args.batch_size)],
+                                  str(args.warmup), "--batch-size", str(args.batch_size), "--device", args.device],
                                  capture_output=True, text=True, check=True)
             line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
             results[kind].append(json.loads(line[7:]))
             print(kind, results[kind][-1], flush=True)
     best = {k: max(r["samples_per_s"] for r in v) for k, v in results.items()}
     peak = {k: max(r["peak_rss_mb"] for r in v) for k, v in results.items()}
-    print(json.dumps({"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, CPU only",
+    if args.device == "cuda":
+        import torch
+
+        machine = f"{torch.cuda.get_device_name(0)}, bf16 autocast"
+    else:
+        machine = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, CPU only"
+    print(json.dumps({"machine": machine, "device": args.device,
                       "batch_size": args.batch_size, "timed_steps": args.steps - args.warmup,
                       "samples_per_s": best, "ratio_mmcl_over_plain": best["mmcl"] / best["plain"], "peak_rss_mb": peak,
                       "all": results}, indent=2))

@@ -31,6 +31,18 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
+class TeacherConfig:
+    """Frozen teacher for KDMCSE: similarities between batch items, embedded once per dataset version."""
+
+    kind: str = "none"  # none | offline (packaged sentence encoder + ImageNet EfficientNet-Lite0) | open_clip
+    text_model: str = "all-minilm-l6-v2"  # offline text teacher (a packaged name or sentence-transformers folder)
+    open_clip_model: str | None = None  # kind open_clip: architecture name, e.g. ViT-B-32
+    open_clip_checkpoint: str | None = None  # kind open_clip: local checkpoint file (nothing is downloaded)
+    corpus: bool = False  # also embed the text-only corpus (only kdmcse's filter_text reads it there)
+    cache_dir: str | None = None  # None: <MMCL_CACHE_DIR or ./.mmcl_cache>/teacher
+
+
+@dataclass(frozen=True)
 class DataConfig:
     dataset: str = "flickr8k_triples"
     data_dir: str | None = None  # None: $MMCL_DATA_DIR, else ../shared/data
@@ -43,8 +55,13 @@ class DataConfig:
     image_size: int = 224
     audio_seconds: float = 6.0  # clips are cut/padded to this length
     audio_sample_rate: int = 16000
-    cache_frozen_features: bool = True  # frozen image towers: features computed once, cached on disk
+    cache_frozen_features: bool = True  # frozen image/text towers: features computed once, cached on disk
     missing_modality_rate: float = 0.0  # drop modalities at random in training (tests missing-view handling)
+    # MCSE/KDMCSE: unlabeled text-only batches alternate with paired batches; () trains on pairs only
+    text_corpus: tuple[str, ...] = ()  # sources: flickr8k_captions, senteval_transfer
+    text_batches_per_paired: int = 1  # text-only batches between two paired batches
+    max_corpus_sentences: int | None = None  # cap after shuffling (quick runs)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
 
 @dataclass(frozen=True)
@@ -215,3 +232,22 @@ def _check_semantics(cfg: RunConfig) -> None:
         raise ConfigError(f"model.head: {cfg.model.head!r} is not one of linear, mlp, none")
     if not 0.0 <= cfg.data.missing_modality_rate < 1.0:
         raise ConfigError("data.missing_modality_rate: must be in [0, 1)")
+    _check_text_only(cfg.data)
+
+
+def _check_text_only(data: DataConfig) -> None:
+    """Text-only batches and the teacher: known names, and nothing that silently does nothing."""
+    from mmcl.data.text_corpus import CORPUS_SOURCES  # lazy: config stays importable without data code
+
+    for source in data.text_corpus:
+        if source not in CORPUS_SOURCES:
+            raise ConfigError(f"data.text_corpus: unknown source {source!r} (known: {', '.join(CORPUS_SOURCES)})")
+    if data.text_corpus and "text" not in data.modalities:
+        raise ConfigError("data.text_corpus: text-only batches need 'text' in data.modalities")
+    if data.text_batches_per_paired < 1:
+        raise ConfigError("data.text_batches_per_paired: must be at least 1")
+    kinds = ("none", "offline", "open_clip")
+    if data.teacher.kind not in kinds:
+        raise ConfigError(f"data.teacher.kind: {data.teacher.kind!r} is not one of {', '.join(kinds)}")
+    if data.teacher.kind == "open_clip" and not (data.teacher.open_clip_model and data.teacher.open_clip_checkpoint):
+        raise ConfigError("data.teacher: kind open_clip needs open_clip_model and open_clip_checkpoint")

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from mmcl.config import ModelConfig
 from mmcl.encoders import ENCODERS, build_head
-from mmcl.errors import ConfigError
 
 
 class MultiModalModel(nn.Module):
@@ -75,24 +74,11 @@ class MultiModalModel(nn.Module):
 
 def build_model(cfg: ModelConfig, modalities: tuple[str, ...] | None = None) -> MultiModalModel:
     """Build encoders by registry name; unknown encoder options fail naming the config key."""
-    import inspect
-
     encoders, frozen = {}, []
     for m, enc_cfg in cfg.encoders.items():
         if modalities is not None and m not in modalities:
             continue
-        try:
-            factory = ENCODERS.get(enc_cfg.name)
-        except KeyError as exc:
-            raise ConfigError(f"model.encoders.{m}.name: {exc.args[0]}") from exc
-        params = inspect.signature(factory).parameters
-        for key in enc_cfg.options:
-            if key not in params:
-                raise ConfigError(
-                    f"unknown config key model.encoders.{m}.options.{key!r} for encoder {enc_cfg.name!r} "
-                    f"(known: {', '.join(params)})"
-                )
-        encoders[m] = factory(**enc_cfg.options)
+        encoders[m] = ENCODERS.build_from_config(enc_cfg.name, enc_cfg.options, f"model.encoders.{m}")
         if enc_cfg.freeze:
             frozen.append(m)
     return MultiModalModel(

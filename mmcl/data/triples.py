@@ -78,7 +78,8 @@ class TripleDataset(Dataset):
             present = {m: not d for m, d in zip(self.modalities, drop)}
         if "text" in self.modalities:
             k = draw % len(rec.captions) if self.caption_mode == "random" else 0
-            item["text"] = rec.captions[k]
+            item["text_id"] = f"{rec.image_id}#{k}"  # which caption: the key of its teacher embedding (KDMCSE)
+            item["text"] = self.features["text"][f"{rec.image_id}#{k}"] if "text" in self.features else rec.captions[k]
         if "image" in self.modalities:
             if "image" in self.features:
                 item["image"] = self.features["image"][rec.image_id]
@@ -97,7 +98,12 @@ def collate_items(items: list[dict[str, Any]], modalities: tuple[str, ...], toke
     present = {m: torch.tensor([it["present"][m] for it in items], dtype=torch.bool) for m in modalities}
     inputs: dict[str, Any] = {}
     if "text" in modalities:
-        inputs["text"] = tokenize([it["text"] if it["present"]["text"] else "" for it in items])
+        if isinstance(items[0]["text"], torch.Tensor):  # cached features of a frozen text tower
+            feats = torch.stack([it["text"] for it in items])  # [B, H]
+            feats[~present["text"]] = 0.0
+            inputs["text"] = {"features": feats}
+        else:
+            inputs["text"] = tokenize([it["text"] if it["present"]["text"] else "" for it in items])
     if "image" in modalities:
         imgs = torch.stack([it["image"] for it in items])  # [B, 3, H, W], or [B, H] cached features
         imgs[~present["image"]] = 0.0

@@ -14,7 +14,7 @@ from typing_extensions import override
 
 from mmcl.config import RunConfig, config_from_dict
 from mmcl.model import build_model
-from mmcl.objectives import build_objective, sum_losses
+from mmcl.objectives import OBJECTIVES, sum_losses
 
 
 class ContrastiveModule(L.LightningModule):
@@ -23,7 +23,7 @@ class ContrastiveModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.cfg: RunConfig = config_from_dict(config)
         self.model = build_model(self.cfg.model, tuple(self.cfg.data.modalities))
-        self.objective = build_objective(self.cfg.objective.name, **self.cfg.objective.options)
+        self.objective = OBJECTIVES.build_from_config(self.cfg.objective.name, self.cfg.objective.options, "objective")
         self.objective.attach(self.model)
 
     def _common_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
@@ -37,6 +37,8 @@ class ContrastiveModule(L.LightningModule):
             self.log(f"{stage}/{name}", value, batch_size=bs, sync_dist=stage != "train")
         if stage == "train":
             self.log("train/temperature", 1.0 / scale, batch_size=bs)
+            if "kind" in batch:  # text-only and paired batches alternate (MCSE / KDMCSE)
+                self.log("train/paired_batch", float(batch["kind"] == "paired"), batch_size=bs)
         return loss
 
     @override

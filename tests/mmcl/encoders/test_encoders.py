@@ -1,11 +1,11 @@
 import torch
 
+from mmcl.data.flickr import load_image
 from mmcl.encoders.audio import AudioConvEncoder, mel_filterbank
 from mmcl.encoders.efficientnet import EfficientNetLite0Encoder
 from mmcl.encoders.hub import resolve_text_model
 from mmcl.encoders.open_clip_towers import OpenClipImageEncoder, OpenClipTextEncoder
 from mmcl.encoders.text import TextEncoder
-from mmcl.data.flickr import load_image
 
 IMAGENET_DOGS = range(151, 269)  # ImageNet-1k classes 151..268 are dog breeds
 
