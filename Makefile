@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: venv
-	$(PY) -m mmcl demo
+	$(PY) -m orchestration.demo
 
 test: venv
 	bash .ci/pytest.sh
@@ -31,4 +31,5 @@ lint: venv
 	$(VENV)/bin/ruff check mmcl orchestration tests bench
 
 ui: venv
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -m orchestration.definitions
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(PY) -m orchestration.instance
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -m orchestration.definitions

@@ -64,6 +64,12 @@ def report(ws) -> None:
 
     champion = ModelRegistry(ws.models).champion()
     drift = stored_value(ws, "embedding_drift") or {}
+    if champion and (Path(champion["run_dir"]) / "metrics.json").is_file():
+        import json
+
+        from mmcl.demo import retrieval_report
+
+        print("\n" + retrieval_report(json.loads((Path(champion["run_dir"]) / "metrics.json").read_text())))
     print("\nwhere to look:")
     if champion:
         figures = {k: round(v["value"], 2) for k, v in champion["metrics"].items() if v.get("value") is not None}

@@ -84,10 +84,20 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
     resumed_from = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"]) if last.is_file() else None
     if resumed_from is not None:
         print(f"resuming {run_dir} from {last} (global step {resumed_from})", flush=True)
+    rank_zero = int(os.environ.get("RANK", "0")) == 0  # torchrun: only global rank 0 evaluates and writes
+    before_file = run_dir / "retrieval_before.json"
+    if evaluate_retrieval and rank_zero and not before_file.is_file() and len(datamodule.records["test"]) > 0:
+        # The untrained model's held-out retrieval, measured once per run before the first step (a resumed
+        # process reads it back), so every run reports how far training moved it, beside chance.
+        emb = _embed_test(module.model, datamodule, cfg)
+        atomic_write_text(before_file, json.dumps({"test_retrieval": _retrieval_table(emb),
+                                                   "chance_R@5": _chance(emb)}, indent=2, default=float))
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
     wall = time.perf_counter() - t0
 
+    if not trainer.is_global_zero:
+        return {"run_dir": str(run_dir), "global_step": int(trainer.global_step), "rank": trainer.global_rank}
     save_model(module.model, cfg.to_dict(), run_dir / MODEL_FILE)
     metrics: dict[str, Any] = {
         "run_dir": str(run_dir),
@@ -102,12 +112,31 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
         "final": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if evaluate_retrieval and len(datamodule.records["test"]) > 0:
-        from mmcl.train.evaluate import embed_records, retrieval_table
-
-        emb = embed_records(module.model, datamodule.records["test"], tuple(cfg.data.modalities),
-                            image_transform=datamodule.eval_loaders.image_transform,
-                            audio_sample_rate=cfg.data.audio_sample_rate, audio_seconds=cfg.data.audio_seconds,
-                            progress=cfg.train.progress_bar)
-        metrics["test_retrieval"] = retrieval_table(emb)
+        metrics["test_retrieval"] = _retrieval_table(_embed_test(module.model, datamodule, cfg))
+        if before_file.is_file():
+            before = json.loads(before_file.read_text())
+            metrics["test_retrieval_before"] = before["test_retrieval"]
+            metrics["test_retrieval_chance_R@5"] = before["chance_R@5"]
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
     return metrics
+
+
+def _embed_test(model, datamodule, cfg: RunConfig):
+    from mmcl.train.evaluate import embed_records
+
+    return embed_records(model, datamodule.records["test"], tuple(cfg.data.modalities),
+                         image_transform=datamodule.eval_loaders.image_transform,
+                         audio_sample_rate=cfg.data.audio_sample_rate, audio_seconds=cfg.data.audio_seconds,
+                         progress=cfg.train.progress_bar)
+
+
+def _retrieval_table(emb) -> dict[str, dict[str, float]]:
+    from mmcl.train.evaluate import retrieval_table
+
+    return retrieval_table(emb)
+
+
+def _chance(emb) -> dict[str, float]:
+    from mmcl.train.evaluate import chance_recall
+
+    return chance_recall(emb, k=5)

@@ -36,6 +36,12 @@ def test_tiny_run_writes_everything(tmp_path):
     assert metrics["splits"] == {"train": 48, "val": 16, "test": 16}
     for direction in ("text->image", "image->text", "text->audio", "audio->image"):
         assert 0.0 <= metrics["test_retrieval"][direction]["R@10"] <= 100.0
+        # the untrained model's figures, measured before the first step, and chance: 5 positives of 80
+        # captions for image->text, 1 of 16 images for text->image
+        assert set(metrics["test_retrieval_before"][direction]) >= {"R@1", "R@5", "R@10"}
+    chance = metrics["test_retrieval_chance_R@5"]
+    assert abs(chance["text->image"] - 100 * 5 / 16) < 1e-6
+    assert metrics["test_retrieval_before"] != metrics["test_retrieval"]
     model, config = load_model(run)
     assert config == cfg.to_dict()
     with torch.no_grad():
