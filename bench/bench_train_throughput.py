@@ -22,7 +22,7 @@ import time
 CONFIG = "configs/demo.yaml"
 
 
-def _setup(batch_size: int, device: str = "cpu"):
+def _setup(batch_size: int, device: str = "cpu", extra: tuple[str, ...] = ()):
     import torch
 
     from mmcl.config import load_config
@@ -32,7 +32,7 @@ def _setup(batch_size: int, device: str = "cpu"):
     torch.manual_seed(0)
     accelerator = "gpu" if device == "cuda" else "cpu"
     cfg = load_config(CONFIG, ["data.modalities=[text, image]", f"data.batch_size={batch_size}", "train.progress_bar=false",
-                               "runs_dir=/tmp/mmcl-bench-runs", f"train.accelerator={accelerator}", "train.devices=1"])
+                               "runs_dir=/tmp/mmcl-bench-runs", f"train.accelerator={accelerator}", "train.devices=1", *extra])
     module = ContrastiveModule(cfg.to_dict())
     dm = TripleDataModule(cfg.data, module.model, seed=0)
     dm.setup()
@@ -90,11 +90,11 @@ def run_mmcl(steps: int, warmup: int, batch_size: int, device: str = "cpu") -> d
                 torch.cuda.synchronize()
             self.t1 = time.perf_counter()
 
-    cfg, module, dm = _setup(batch_size, device)
+    # max_steps through the config (Lightning 2.6's fit loop has no setter for it); no validation epochs
+    cfg, module, dm = _setup(batch_size, device, (f"train.max_steps={steps}", "train.max_epochs=1000",
+                                                  "train.val_every_n_epochs=1000"))
     clock = Clock()
     trainer = build_trainer(cfg, cfg.run_dir(), [clock], enable_checkpointing=False)
-    trainer.fit_loop.max_steps = steps
-    trainer.fit_loop.epoch_loop.max_steps = steps
     trainer.limit_val_batches = 0
     trainer.fit(module, datamodule=dm)
     seconds = clock.t1 - clock.t0
