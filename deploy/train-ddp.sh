@@ -6,8 +6,7 @@
 #   NNODES=2 NODE_RANK=1 MASTER_ADDR=10.0.0.5 deploy/train-ddp.sh train --config ...          node 1
 #
 # Arguments are those of `python -m orchestration.pipes_entry`. Only global rank 0 reports to Dagster.
-# Lightning checks devices × num_nodes against torchrun's world size, hence the explicit overrides;
-# several nodes need a `train.num_nodes` config key (see deploy/README.md).
+# Lightning checks devices × num_nodes against torchrun's world size, hence the explicit overrides.
 set -euo pipefail
 
 NNODES="${NNODES:-1}"
@@ -26,4 +25,4 @@ else
 fi
 
 exec torchrun "${rendezvous[@]}" --nproc-per-node="${GPUS}" -m orchestration.pipes_entry "$@" \
-  --set train.strategy=ddp --set "train.devices=${GPUS}"
+  --set train.strategy=ddp --set "train.devices=${GPUS}" --set "train.num_nodes=${NNODES}"

@@ -90,6 +90,7 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: str | int = "auto"
     strategy: str = "auto"  # ddp for several GPUs
+    num_nodes: int = 1  # torchrun across nodes: devices x num_nodes must equal the world size
     checkpoint_every_n_steps: int = 25  # last.ckpt is rewritten this often, for resume after a kill
     val_every_n_epochs: int = 1
     log_every_n_steps: int = 5

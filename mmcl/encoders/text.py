@@ -54,6 +54,11 @@ class TextEncoder(nn.Module):
         self.output_dim = int(config.hidden_size)
         if reinit_layers:
             self._reinit_transformer_layers()
+        # No pooling here reads BERT's pooler head: frozen, so DDP does not wait for gradients that never
+        # come (its weights stay in the state dict, so exports and older checkpoints still match).
+        pooler = getattr(self.backbone, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            pooler.requires_grad_(False)
 
     def _reinit_transformer_layers(self) -> None:
         """BERT-style init of everything but the embeddings (std = initializer_range)."""

@@ -26,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
     from mmcl.train.run import train
 
     metrics = train(cfg, evaluate_retrieval=not args.no_eval, fresh=args.fresh)
-    print(json.dumps({k: metrics[k] for k in ("run_dir", "global_step", "fit_seconds", "train_samples_per_second")}))
+    print(json.dumps({k: metrics.get(k) for k in ("run_dir", "global_step", "fit_seconds", "train_samples_per_second")}))
     return 0

@@ -27,7 +27,13 @@ VAL_SPLIT = "dev"
 
 
 class ResumableRandomSampler(Sampler[int]):
-    """A seeded permutation per epoch that can skip the samples a killed run already trained on."""
+    """A seeded permutation per epoch that can skip the samples a killed run already trained on.
+
+    Under torch.distributed each rank takes every world-th index of the same permutation (equal
+    lengths, the remainder dropped), so the ranks see disjoint samples: duplicates across ranks would
+    be false negatives in the gathered contrastive batch. Lightning's own DistributedSampler is not
+    used (use_distributed_sampler=False) because it would drop this sampler's resume skip.
+    """
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch, self._skip = n, seed, 0, 0
@@ -35,15 +41,29 @@ class ResumableRandomSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self):
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _shard(self) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         perm = torch.randperm(self.n, generator=g).tolist()
+        rank, world = self._rank_world()
+        per_rank = self.n // world
+        return perm[rank::world][:per_rank]
+
+    def __iter__(self):
+        shard = self._shard()
         skip, self._skip = self._skip, 0
         # the epoch travels inside the index, so per-epoch draws are right in worker processes too
-        return iter(self.epoch * self.n + i for i in perm[skip:])
+        return iter(self.epoch * self.n + i for i in shard[skip:])
 
     def __len__(self) -> int:
-        return self.n - self._skip
+        return self.n // self._rank_world()[1] - self._skip
 
 
 class ResumableLoader(DataLoader):

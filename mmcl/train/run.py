@@ -50,7 +50,8 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, enable_checkpo
         devices=tc.devices, strategy=tc.strategy, precision=_precision(cfg), logger=loggers, callbacks=callbacks,
         log_every_n_steps=tc.log_every_n_steps, check_val_every_n_epoch=tc.val_every_n_epochs,
         gradient_clip_val=tc.grad_clip, enable_progress_bar=tc.progress_bar, enable_checkpointing=enable_checkpointing,
-        num_sanity_val_steps=0,
+        num_sanity_val_steps=0, num_nodes=tc.num_nodes,
+        use_distributed_sampler=False,  # the resumable sampler shards by rank itself (train/datamodule.py)
     )
 
 
@@ -84,7 +85,7 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
     resumed_from = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"]) if last.is_file() else None
     if resumed_from is not None:
         print(f"resuming {run_dir} from {last} (global step {resumed_from})", flush=True)
-    rank_zero = int(os.environ.get("RANK", "0")) == 0  # torchrun: only global rank 0 evaluates and writes
+    rank_zero = _launched_as_global_zero()  # before fit there is no trainer rank yet: read the launcher's env
     before_file = run_dir / "retrieval_before.json"
     if evaluate_retrieval and rank_zero and not before_file.is_file() and len(datamodule.records["test"]) > 0:
         # The untrained model's held-out retrieval, measured once per run before the first step (a resumed
@@ -119,6 +120,13 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
             metrics["test_retrieval_chance_R@5"] = before["chance_R@5"]
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
     return metrics
+
+
+def _launched_as_global_zero() -> bool:
+    """torchrun sets RANK; Lightning's own DDP launcher sets LOCAL_RANK (and NODE_RANK) in the processes it starts."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"]) == 0
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 
 def _embed_test(model, datamodule, cfg: RunConfig):
