@@ -9,7 +9,7 @@ what they do with a batch. The untrained starting points are the baseline rows. 
 seven sets (mmcl.eval.sts.StsEvaluator, Spearman x100), read from the encoder's pooled output without the
 training head (SimCSE/KDMCSE evaluate without their MLP).
 
-    .venv/bin/python bench/bench_sentence.py --steps 150 --batch-size 32 --max-pairs 200
+    .venv/bin/python bench/bench_sentence.py --steps 40 --batch-size 32 --max-pairs 60
 
 A CPU budget run: results are written after every row, so a stopped sweep keeps what it finished.
 """
@@ -39,11 +39,17 @@ PUBLISHED = {
 
 def overrides_for(args, start_overrides: list[str], seed: int) -> list[str]:
     return [
-        f"runs_dir={args.runs_dir}", f"seed={seed}", f"train.max_steps={args.steps}", "train.max_epochs=-1",
-        f"data.batch_size={args.batch_size}", "train.progress_bar=true", "train.log_every_n_steps=10",
+        f"runs_dir={args.runs_dir}",
+        f"seed={seed}",
+        f"train.max_steps={args.steps}",
+        "train.max_epochs=-1",
+        f"data.batch_size={args.batch_size}",
+        "train.progress_bar=true",
+        "train.log_every_n_steps=10",
         f"train.checkpoint_every_n_steps={args.steps}",
-        *( [f"model.encoders.text.lr={args.reinit_lr}"] if start_overrides else [] ),
-        *start_overrides, *args.overrides,
+        *([f"model.encoders.text.lr={args.reinit_lr}"] if start_overrides else []),
+        *start_overrides,
+        *args.overrides,
     ]
 
 
@@ -79,13 +85,25 @@ def train_model(config_path: str, overrides: list[str]):
 
 
 def markdown(results: dict, args) -> str:
-    head = "| starting point | objective | " + " | ".join(s.upper() if s != "sickr" else "SICK-R" for s in SETS) + " | avg |"
+    head = (
+        "| starting point | objective | "
+        + " | ".join(s.upper() if s != "sickr" else "SICK-R" for s in SETS)
+        + " | avg |"
+    )
     lines = [head.replace("STSB", "STS-B"), "|---" * (len(SETS) + 3) + "|"]
     for start, rows in results["rows"].items():
         for name, r in rows.items():
-            lines.append(f"| {start} | {name} | " + " | ".join(f"{r['sts'][s]:.2f}" for s in SETS) + f" | **{r['sts']['avg']:.2f}** |")
+            lines.append(
+                f"| {start} | {name} | "
+                + " | ".join(f"{r['sts'][s]:.2f}" for s in SETS)
+                + f" | **{r['sts']['avg']:.2f}** |"
+            )
     for name, vals in PUBLISHED.items():
-        lines.append(f"| published (theirs): {name} | — | " + " | ".join(f"{v:.2f}" for v in vals[:-1]) + f" | {vals[-1]:.2f} |")
+        lines.append(
+            f"| published (theirs): {name} | — | "
+            + " | ".join(f"{v:.2f}" for v in vals[:-1])
+            + f" | {vals[-1]:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -96,38 +114,60 @@ def main() -> None:
     ap.add_argument("--reinit-lr", type=float, default=1e-4, help="encoder lr for the re-initialised start")
     ap.add_argument("--max-pairs", type=int, default=None, help="cap pairs per STS subset (None: all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: free cores)")
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--starts", nargs="+", default=list(STARTS), choices=list(STARTS))
     ap.add_argument("--runs-dir", default="runs/bench-sentence")
     ap.add_argument("--output", default="bench/results/sentence.json")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override for every run")
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="config override for every run"
+    )
     args = ap.parse_args()
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from mmcl.eval.embedders import configure_threads
     from mmcl.eval.sts import StsEvaluator
+
+    # on a shared CPU, threads beyond the free cores spin-wait (see embedders.auto_threads)
+    results_threads = configure_threads(args.threads)
 
     evaluator = StsEvaluator(SETS, max_pairs=args.max_pairs)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    results: dict = {"args": vars(args), "rows": {}, "load_avg_start": os.getloadavg()[0]}
+    results: dict = {
+        "args": vars(args),
+        "rows": {},
+        "load_avg_start": os.getloadavg()[0],
+        "torch_threads": results_threads,
+    }
     t0 = time.perf_counter()
     for start in args.starts:
         rows = results["rows"].setdefault(start, {})
         common = overrides_for(args, STARTS[start], args.seed)
         started = time.perf_counter()
-        rows["untrained (baseline)"] = {"sts": sts_of(baseline_model("configs/sts_simcse.yaml", common), evaluator),
-                                        "seconds": time.perf_counter() - started}
+        rows["untrained (baseline)"] = {
+            "sts": sts_of(baseline_model("configs/sts_simcse.yaml", common), evaluator),
+            "seconds": time.perf_counter() - started,
+        }
         print(f"{start} untrained: STS avg {rows['untrained (baseline)']['sts']['avg']:.2f}", flush=True)
         for method in args.methods:
             started = time.perf_counter()
             model, metrics = train_model(f"configs/sts_{method}.yaml", common)
             train_s = time.perf_counter() - started
-            rows[method] = {"sts": sts_of(model, evaluator), "train_seconds": train_s,
-                            "seconds": time.perf_counter() - started, "global_step": metrics["global_step"],
-                            "fit_seconds": metrics["fit_seconds"], "splits": metrics["splits"],
-                            "final": {k: v for k, v in metrics["final"].items() if k.startswith("train/")}}
-            print(f"{start} {method}: STS avg {rows[method]['sts']['avg']:.2f} "
-                  f"(train {train_s:.0f} s, total {rows[method]['seconds']:.0f} s)", flush=True)
+            rows[method] = {
+                "sts": sts_of(model, evaluator),
+                "train_seconds": train_s,
+                "seconds": time.perf_counter() - started,
+                "global_step": metrics["global_step"],
+                "fit_seconds": metrics["fit_seconds"],
+                "splits": metrics["splits"],
+                "final": {k: v for k, v in metrics["final"].items() if k.startswith("train/")},
+            }
+            print(
+                f"{start} {method}: STS avg {rows[method]['sts']['avg']:.2f} "
+                f"(train {train_s:.0f} s, total {rows[method]['seconds']:.0f} s)",
+                flush=True,
+            )
             results["seconds"] = time.perf_counter() - t0
             results["load_avg_end"] = os.getloadavg()[0]
             out.write_text(json.dumps(results, indent=2, default=float))

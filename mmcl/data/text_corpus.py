@@ -67,7 +67,9 @@ def load_text_corpus(
     seen: dict[str, None] = {}
     for source in sources:
         if source == "flickr8k_captions":
-            texts = (c for image, c in flickr_captions_by_image(data_dir) if _image_key(image) not in excluded)
+            texts = (
+                c for image, c in flickr_captions_by_image(data_dir) if _image_key(image) not in excluded
+            )
         elif source == "senteval_transfer":
             texts = iter(load_transfer_corpus(data_dir))
         else:

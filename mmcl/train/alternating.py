@@ -21,7 +21,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-PAIRED_CYCLE_STRIDE = 10007  # paired-set passes within one epoch get epochs epoch*stride + c: distinct permutations
+# pass c over the paired set within epoch e draws permutation epoch*stride + c: distinct for every (e, c)
+PAIRED_CYCLE_STRIDE = 10007
 
 
 class _EpochHook:
@@ -41,8 +42,6 @@ class AlternatingLoader:
         if text_per_paired < 1:
             raise ValueError("text_per_paired must be at least 1")
         self.text, self.paired, self.k = text, paired, int(text_per_paired)
-        self.n_text = len(text.dataset) // text.batch_size  # drop_last batches per pass
-        self.n_paired = len(paired.dataset) // paired.batch_size
         if self.n_text < 1 or self.n_paired < 1:
             raise ValueError(
                 f"alternating batches need at least one full batch of each kind "
@@ -50,6 +49,20 @@ class AlternatingLoader:
             )
         self.sampler = _EpochHook(self)
         self.epoch, self.batches_done, self._skip = 0, 0, 0
+
+    @staticmethod
+    def _full_batches(loader: DataLoader) -> int:
+        """drop_last batches in one pass of `loader` on this rank (the sampler shards by rank under DDP)."""
+        sampler = loader.sampler
+        return (len(sampler) + getattr(sampler, "_skip", 0)) // loader.batch_size
+
+    @property
+    def n_text(self) -> int:
+        return self._full_batches(self.text)
+
+    @property
+    def n_paired(self) -> int:
+        return self._full_batches(self.paired)
 
     def __len__(self) -> int:
         return self.n_text + self.n_text // self.k

@@ -106,7 +106,9 @@ def build_teacher_tables(
     image_ids = [r.image_id for r in records]
     image_paths = [str(r.image_path) for r in records]
     common = {"cache_dir": cfg.cache_dir, "progress": progress}
-    text_emb = cached_teacher_embeddings(text_ids, texts, _LazyEncoder(lambda: towers()[0]), f"{name}-text", **common)
+    text_emb = cached_teacher_embeddings(
+        text_ids, texts, _LazyEncoder(lambda: towers()[0]), f"{name}-text", **common
+    )
     image_emb = cached_teacher_embeddings(
         image_ids, image_paths, _LazyEncoder(lambda: towers()[1]), f"{name}-image", batch_size=64, **common
     )

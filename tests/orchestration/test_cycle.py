@@ -109,6 +109,19 @@ def test_lineage_model_command(cycle, workspace, capsys):
     assert champion["dataset_md5"] in out and "eval sts" in out and "code: git" in out
 
 
+def test_demo_report_prints_retrieval_before_after_and_chance(cycle, defs, capsys, monkeypatch):
+    from orchestration.demo import report
+
+    monkeypatch.setenv("DAGSTER_HOME", "unused-by-the-report")
+    report(defs.resources["workspace"])
+    out = capsys.readouterr().out
+    assert "Held-out retrieval" in out and "R@5 chance" in out
+    row = next(line for line in out.splitlines() if line.startswith("| text->image |"))
+    cells = [float(c) for c in row.strip("|").split("|")[1:]]
+    assert len(cells) == 7 and all(0 <= c <= 100 for c in cells)  # before R@1/5/10, after R@1/5/10, chance
+    assert "model card" in out and "lineage" in out
+
+
 def test_worse_challenger_is_not_promoted(cycle, defs, instance, workspace):
     from mmcl.registry_models import ModelRegistry
 

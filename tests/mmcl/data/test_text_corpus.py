@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmcl.data.text_corpus import TextCorpusDataset, flickr_captions_by_image, load_text_corpus
 from mmcl.data.senteval import normalize_sentence
+from mmcl.data.text_corpus import TextCorpusDataset, flickr_captions_by_image, load_text_corpus
 
 
 def test_flickr_corpus_drops_held_out_images_and_duplicates(data_root, flickr_records):
@@ -13,10 +13,16 @@ def test_flickr_corpus_drops_held_out_images_and_duplicates(data_root, flickr_re
     corpus = load_text_corpus(("flickr8k_captions",), data_root, exclude_images={r.image_id for r in held})
     assert len(corpus) == len(set(corpus)) > 30_000
     held_only = {normalize_sentence(c) for r in held for c in r.captions}
-    kept_by_others = {normalize_sentence(c) for img, c in flickr_captions_by_image(data_root)
-                      if img.rsplit(".", 1)[0] not in {r.image_id for r in held}}
+    kept_by_others = {
+        normalize_sentence(c)
+        for img, c in flickr_captions_by_image(data_root)
+        if img.rsplit(".", 1)[0] not in {r.image_id for r in held}
+    }
     assert not (held_only - kept_by_others) & set(corpus)  # no caption seen only on a held-out image
-    assert load_text_corpus(("flickr8k_captions",), data_root, exclude_images={r.image_id for r in held}) == corpus
+    assert (
+        load_text_corpus(("flickr8k_captions",), data_root, exclude_images={r.image_id for r in held})
+        == corpus
+    )
 
 
 def test_two_sources_and_dataset_items(data_root):

@@ -21,8 +21,13 @@ class Items(Dataset):
 
 def _loader(k: int = 2, seed: int = 0) -> AlternatingLoader:
     def make(kind, n, s):
-        return ResumableLoader(Items(kind, n), batch_size=2, sampler=ResumableRandomSampler(n, s),
-                               drop_last=True, collate_fn=list)
+        return ResumableLoader(
+            Items(kind, n),
+            batch_size=2,
+            sampler=ResumableRandomSampler(n, s),
+            drop_last=True,
+            collate_fn=list,
+        )
 
     return AlternatingLoader(make("text", 12, seed + 1), make("paired", 4, seed), text_per_paired=k)
 

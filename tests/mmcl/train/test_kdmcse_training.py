@@ -12,15 +12,26 @@ STEPS = 6
 
 def _cfg(tmp_path, seed: int):
     teacher_dir = tmp_path / "teacher"
-    return load_config("configs/sts_kdmcse.yaml", [
-        f"runs_dir={tmp_path / 'runs'}", f"seed={seed}",
-        "data.batch_size=4", "data.max_train_images=12", "data.max_eval_images=4", "data.image_size=64",
-        "data.max_corpus_sentences=40", f"data.teacher.cache_dir={teacher_dir}",
-        "model.embed_dim=32", "model.encoders.text.options.max_length=16",
-        "model.encoders.image.options.image_size=64",
-        f"train.max_steps={STEPS}", "train.log_every_n_steps=1", "train.checkpoint_every_n_steps=100",
-        "train.progress_bar=false",
-    ])
+    return load_config(
+        "configs/sts_kdmcse.yaml",
+        [
+            f"runs_dir={tmp_path / 'runs'}",
+            f"seed={seed}",
+            "data.batch_size=4",
+            "data.max_train_images=12",
+            "data.max_eval_images=4",
+            "data.image_size=64",
+            "data.max_corpus_sentences=40",
+            f"data.teacher.cache_dir={teacher_dir}",
+            "model.embed_dim=32",
+            "model.encoders.text.options.max_length=16",
+            "model.encoders.image.options.image_size=64",
+            f"train.max_steps={STEPS}",
+            "train.log_every_n_steps=1",
+            "train.checkpoint_every_n_steps=100",
+            "train.progress_bar=false",
+        ],
+    )
 
 
 def _column(run_dir, key: str) -> list[float]:
