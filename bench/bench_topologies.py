@@ -23,6 +23,8 @@ METHODS = {
     "FABind (anchor text)": ("fabind", {"anchor": "text"}),
     "full graph": ("fullgraph", {}),
     "CentroBind": ("centrobind", {}),
+    # the paper's open point: the anchor as a fixed target (no gradient through the centroid)
+    "CentroBind (stop-gradient)": ("centrobind", {"stop_gradient": True}),
 }
 DIRECTIONS = ["text->image", "image->text", "text->audio", "audio->text", "image->audio", "audio->image"]
 
@@ -84,6 +86,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--runs-dir", default="runs/bench-topologies")
     ap.add_argument("--output", default="bench/results/topologies.json")
+    ap.add_argument("--figure", default="bench/figures/topologies_r5.png")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override for every run")
     args = ap.parse_args()
     results: dict[str, list[dict]] = {m: [] for m in args.methods}
@@ -98,7 +101,7 @@ def main() -> None:
                   + ", ".join(f"{d} R@5 {results[method][-1][d]['R@5']:.1f}" for d in DIRECTIONS), flush=True)
             out.write_text(json.dumps({"seeds": args.seeds, "epochs": args.epochs, "overrides": args.overrides,
                                        "results": results, "seconds": time.perf_counter() - t0}, indent=2))
-    plot(results, Path("bench/figures/topologies_r5.png"))
+    plot(results, Path(args.figure))
     print(summarise(results))
 
 

@@ -103,3 +103,59 @@ def test_teacher_cache_misses_when_the_dataset_changes(tmp_path, flickr_records,
     assert len(calls) == 4 and len(list(tmp_path.glob("*.npy"))) == 4
     row = first["text"]([f"{flickr_records[0].image_id}#1"])
     assert row.shape == (1, 8) and abs(float(row.norm()) - 1.0) < 1e-5
+
+
+def test_sigkill_mid_alternation_resumes_at_the_same_step_and_batch_kind(tmp_path):
+    """The alternating text-only/paired loader's position survives a SIGKILL: the same command continues
+    at the checkpointed step with the batch kind that step would have had (text on even steps)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    steps = 10
+    sets = ["runs_dir=" + str(tmp_path / "runs"), "seed=0", "data.batch_size=4", "data.max_train_images=12",
+            "data.max_eval_images=4", "data.image_size=64", "data.max_corpus_sentences=40",
+            f"data.teacher.cache_dir={tmp_path / 'teacher'}", "model.embed_dim=32",
+            "model.encoders.text.options.max_length=16", "model.encoders.image.options.image_size=64",
+            f"train.max_steps={steps}", "train.log_every_n_steps=1", "train.checkpoint_every_n_steps=2",
+            "train.progress_bar=false"]
+    cmd = [sys.executable, "-m", "mmcl", "train", "--config", "configs/sts_kdmcse.yaml", "--no-eval"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = {**os.environ, "MMCL_CACHE_DIR": str(tmp_path / "cache")}
+    run_dir = load_config("configs/sts_kdmcse.yaml", sets).run_dir()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    killed_at, deadline = None, time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file():
+            try:
+                step = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+            except Exception:  # being written right now
+                step = None
+            if step is not None and 3 <= step < steps:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.1)
+    proc.wait(timeout=60)
+    assert killed_at is not None, "training finished or never checkpointed before the kill"
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == steps
+    assert metrics["resumed_from_step"] >= killed_at
+    assert metrics["steps_this_process"] == steps - metrics["resumed_from_step"]
+    with (run_dir / "logs" / "metrics.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("train/paired_batch") not in (None, "")]
+    resumed_rows = [r for r in rows if int(r["step"]) >= metrics["resumed_from_step"]]
+    assert resumed_rows, "the resumed process logged no training step"
+    for r in resumed_rows:  # step s trains on a text-only batch when s is even, a paired one when odd
+        assert float(r["train/paired_batch"]) == int(r["step"]) % 2, r
