@@ -99,12 +99,12 @@ def load_image(path: str | Path) -> Image.Image:
         raise DataError(path, f"cannot decode image: {exc}") from exc
 
 
-def load_caption_corpus(data_dir: str | Path | None = None) -> list[str]:
-    """The 40,460 official Flickr8k captions (all 8,000 images), as an unlabeled text corpus."""
+def read_caption_tokens(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
+    """(image file name, caption) for every line of Flickr8k.token.txt ("<image>.jpg#k<TAB>caption")."""
     path = dataset_dir(FLICKR_DIR, data_dir) / "flickr8k_official_splits" / "Flickr8k.token.txt"
     if not path.is_file():
         raise DataError(path, "caption corpus file is missing")
-    sentences = []
+    rows = []
     with path.open(encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
@@ -112,8 +112,13 @@ def load_caption_corpus(data_dir: str | Path | None = None) -> list[str]:
             parts = line.rstrip("\n").split("\t")
             if len(parts) != 2:
                 raise DataError(path, f"expected 2 tab-separated columns, got {len(parts)}", row=line_no)
-            sentences.append(parts[1].strip())
-    return sentences
+            rows.append((parts[0].split("#", 1)[0], parts[1]))
+    return rows
+
+
+def load_caption_corpus(data_dir: str | Path | None = None) -> list[str]:
+    """The 40,460 official Flickr8k captions (all 8,000 images), as an unlabeled text corpus."""
+    return [caption.strip() for _, caption in read_caption_tokens(data_dir)]
 
 
 def held_out_split(records: list[FlickrRecord], eval_splits: tuple[str, ...] = ("test",)):

@@ -22,29 +22,15 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from mmcl.data.flickr import FLICKR_DIR
-from mmcl.data.paths import dataset_dir
+from mmcl.data.flickr import read_caption_tokens
 from mmcl.data.senteval import load_transfer_corpus, normalize_sentence
-from mmcl.errors import DataError
 
 CORPUS_SOURCES = ("flickr8k_captions", "senteval_transfer")
 
 
 def flickr_captions_by_image(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
-    """(image file name, caption) for every line of Flickr8k.token.txt ("<image>.jpg#k<TAB>caption")."""
-    path = dataset_dir(FLICKR_DIR, data_dir) / "flickr8k_official_splits" / "Flickr8k.token.txt"
-    if not path.is_file():
-        raise DataError(path, "caption corpus file is missing")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 2:
-                raise DataError(path, f"expected 2 tab-separated columns, got {len(parts)}", row=line_no)
-            rows.append((parts[0].split("#", 1)[0], parts[1]))
-    return rows
+    """(image file name, caption) for every line of Flickr8k.token.txt (the parser lives in data/flickr.py)."""
+    return read_caption_tokens(data_dir)
 
 
 def _image_key(name: str) -> str:
