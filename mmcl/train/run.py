@@ -16,12 +16,7 @@ from typing import Any
 import yaml
 
 from mmcl.config import RunConfig
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from mmcl.data.manifest import atomic_write_text  # fsync + rename: a kill never leaves half a metrics.json
 
 
 def _precision(cfg: RunConfig) -> str:
@@ -63,6 +58,7 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
     from mmcl.train.callbacks import ResumeProgress, Throughput
     from mmcl.train.checkpoint import MODEL_FILE, save_model
     from mmcl.train.datamodule import TripleDataModule
+    from mmcl.train.evaluate import chance_recall, retrieval_table
     from mmcl.train.module import ContrastiveModule
 
     run_dir = cfg.run_dir()
@@ -91,8 +87,8 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
         # The untrained model's held-out retrieval, measured once per run before the first step (a resumed
         # process reads it back), so every run reports how far training moved it, beside chance.
         emb = _embed_test(module.model, datamodule, cfg)
-        atomic_write_text(before_file, json.dumps({"test_retrieval": _retrieval_table(emb),
-                                                   "chance_R@5": _chance(emb)}, indent=2, default=float))
+        atomic_write_text(before_file, json.dumps({"test_retrieval": retrieval_table(emb),
+                                                   "chance_R@5": chance_recall(emb, k=5)}, indent=2, default=float))
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
     wall = time.perf_counter() - t0
@@ -113,7 +109,7 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
         "final": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if evaluate_retrieval and len(datamodule.records["test"]) > 0:
-        metrics["test_retrieval"] = _retrieval_table(_embed_test(module.model, datamodule, cfg))
+        metrics["test_retrieval"] = retrieval_table(_embed_test(module.model, datamodule, cfg))
         if before_file.is_file():
             before = json.loads(before_file.read_text())
             metrics["test_retrieval_before"] = before["test_retrieval"]
@@ -136,15 +132,3 @@ def _embed_test(model, datamodule, cfg: RunConfig):
                          image_transform=datamodule.eval_loaders.image_transform,
                          audio_sample_rate=cfg.data.audio_sample_rate, audio_seconds=cfg.data.audio_seconds,
                          progress=cfg.train.progress_bar)
-
-
-def _retrieval_table(emb) -> dict[str, dict[str, float]]:
-    from mmcl.train.evaluate import retrieval_table
-
-    return retrieval_table(emb)
-
-
-def _chance(emb) -> dict[str, float]:
-    from mmcl.train.evaluate import chance_recall
-
-    return chance_recall(emb, k=5)
