@@ -135,7 +135,7 @@ def render_model_card(record: dict[str, Any], registry_entry: dict[str, Any] | N
         f"- Rows: {data.get('row_counts')}", "",
         "## Teacher", *_teacher_lines(record), "",
         "## Evaluation", "| evaluation | figures | protocol |", "|---|---|---|", *_eval_lines(record.get("evaluation", {})),
-        "", "## Code", f"- git revision {code.get('rev') or '(none)'}{' (dirty tree)' if code.get('dirty') else ''}",
+        "", "## Code", f"- git revision {code.get('rev') or '(none: ' + str(code.get('reason', 'unknown')) + ')'}{' (dirty tree)' if code.get('dirty') else ''}",
         f"- mmcl sources sha256 {code.get('mmcl_sha256')}", "",
         "## Resolved config", "```yaml", yaml.safe_dump(cfg, sort_keys=False).rstrip(), "```", ""]
     return "\n".join(lines)

@@ -26,7 +26,7 @@ def _eval_output(kind: str, trained_model: dict[str, Any], summary: dict[str, An
 @dg.asset(
     group_name=GROUP, kinds={"python"}, code_version=code_version("mmcl/eval/sts.py", "mmcl/eval/embedders.py"),
     description="`mmcl eval sts` on the challenger's text tower: Spearman x100 of cosine similarity on the profile's "
-                "STS sets and their avg (the gated figure); JSON + Markdown + PNG in evals/<model>/.",
+                "STS sets and their avg (the gated figure); JSON + Markdown + PNG in `evals/<model>/`.",
 )
 def sts_eval(context: dg.AssetExecutionContext, trained_model: dict[str, Any], workspace: MmclWorkspace,
              profile: MmclProfile, mmcl: MmclCli) -> dg.Output[dict[str, Any]]:

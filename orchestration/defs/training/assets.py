@@ -68,7 +68,7 @@ def _train_view(workspace: MmclWorkspace, dataset_version: dict[str, Any], pinne
     code_version=code_version("mmcl/train", "mmcl/objectives", "mmcl/model.py", "mmcl/encoders", "mmcl/config.py",
                               "orchestration/pipes_entry.py"),
     description="`python -m orchestration.pipes_entry train` (mmcl.train via Dagster Pipes) on the dataset version's "
-                "train view: Lightning fit, model.pt + resolved config + metrics in runs/<name>-<config hash>/. A "
+                "train view: Lightning fit, model.pt + resolved config + metrics in `runs/<name>-<config hash>/`. A "
                 "retry re-launches the same config, which resumes from checkpoints/last.ckpt. The run is registered "
                 "as a challenger, with its lineage record and model card. One training at a time (pool mmcl_training).",
 )
@@ -110,7 +110,15 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainModelConfig, d
     card = record_training(workspace, model_id, run_dir, md5)  # teacher: what training recorded it read
     value = {"model_id": model_id, "run_dir": run_dir, "dataset_md5": md5, "config_hash": reported["config_hash"],
              "model_card": card, "training": reported}
+    from mmcl.model_card import read_model_lineage
+
+    code = read_model_lineage(model_id, workspace.lineage).get("code") or {}
+    resolved_yaml = (Path(run_dir) / "config.yaml").read_text(encoding="utf-8")
     return dg.Output(value, data_version=dg.DataVersion(reported["config_hash"]), metadata={
         **{k: v for k, v in results[0].metadata.items()}, "model_id": model_id, "dataset_md5": md5,
-        "model_card": dg.MetadataValue.path(str(card_path(workspace, model_id))),
+        "model_card": dg.MetadataValue.md(card_path(workspace, model_id).read_text(encoding="utf-8")),
+        "model_card_file": dg.MetadataValue.path(str(card_path(workspace, model_id))),
+        "resolved_config": dg.MetadataValue.md(f"```yaml\n{resolved_yaml}```"),
+        "git_revision": str(code.get("rev") or f"none: {code.get('reason', 'unknown')}") +
+                        (" (dirty tree)" if code.get("dirty") else ""),
         "overrides": dg.MetadataValue.json(sets)})
