@@ -71,7 +71,7 @@ def _decision_table(gate: Any) -> str:
     rows = ["| metric | challenger | champion | delta | interval | decision |", "|---|---|---|---|---|---|"]
     for c in gate.comparisons:
         p = c.paired or {}
-        interval = f"[{p['low']:+.2f}, {p['high']:+.2f}] ({2 * p['confidence'] - 1:.0%})" if p else "–"
+        interval = f"[{p['low']:+.2f}, {p['high']:+.2f}] ({100 * (2 * p['confidence'] - 1):.4g}%)" if p else "–"
         delta = f"{p['delta']:+.2f}" if p else "–"
         rows.append(f"| {c.metric} | {c.challenger} | {c.champion} | {delta} | {interval} | "
                     f"{'pass' if c.passed else 'REJECT'}: {c.reason} |")
