@@ -188,3 +188,16 @@ def test_failing_drift_check_triggers_retraining(defs, instance, workspace):
     assert isinstance(request, dg.RunRequest) and request.tags["mmcl/trigger"] == "drift"
     assert drift_sensor.job_name == "retrain_job"
     assert isinstance(drift_sensor(context), dg.SkipReason)  # one retrain per failed check
+
+
+def test_a_config_error_fails_at_once_with_mmcls_message(cycle, defs, instance):
+    """A permanent error is not retried: one attempt, and the run's failure says what is wrong."""
+    config = {"ops": {"trained_model": {"config": {"overrides": ["train.no_such_key=1"]}}}}
+    result = defs.resolve_job_def("retrain_job").execute_in_process(run_config=config, instance=instance,
+                                                                raise_on_error=False)
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failures) == 1 and failures[0].step_key == "trained_model"
+    message = failures[0].event_specific_data.error.message
+    assert "the training config is invalid" in message and "no_such_key" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
