@@ -81,7 +81,7 @@ def run_register(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     run_dir = Path(args.run_dir)
-    entry = _registry(args).register(args.id or run_dir.name, run_dir)
+    entry = _registry(args).register(run_dir.name if args.id is None else args.id, run_dir)
     print(f"registered {entry['id']} as {entry['status']} ({entry['model_file']})")
     return 0
 

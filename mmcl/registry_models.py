@@ -29,6 +29,7 @@ Relations: the Dagster asset `promoted_model` calls `promote`; the blocking chec
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -211,13 +212,18 @@ def _load_state(path: Path) -> dict[str, Any]:
     try:
         state = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"it is not valid JSON, truncated or damaged ({exc.msg} at line {exc.lineno}, "
+        raise ValueError(f"it is not valid JSON, truncated or damaged ({exc.msg}: line {exc.lineno}, "
                          f"column {exc.colno})") from exc
     return _check_shape(state)
 
 
-def _write_error(path: Path, exc: OSError, unchanged: str) -> UserError:
-    reason = "no space left on device" if exc.errno == 28 else (exc.strerror or str(exc))
+def _write_error(path: Path, exc: Exception, unchanged: str) -> UserError:
+    """The message for a failed write: the OSError itself, or the one a writer wrapped in a UserError."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if isinstance(cause, OSError):
+        reason = "no space left on device (ENOSPC)" if cause.errno == errno.ENOSPC else (cause.strerror or str(cause))
+    else:
+        reason = str(exc)
     return UserError(f"cannot write {path}: {reason}; {unchanged}. Free space (or fix the cause) and rerun")
 
 
@@ -295,7 +301,7 @@ class ModelRegistry:
                 maybe_fault("registry.after_backup")
                 target = self.file
                 atomic_write_text(self.file, json.dumps(state, indent=2, sort_keys=True) + "\n")
-            except OSError as exc:
+            except (OSError, UserError) as exc:  # a writer may report a failed write as a UserError
                 self._sweep_temporary()
                 raise _write_error(target, exc, f"nothing was changed: {self.file} holds the registry as it "
                                                 "was before") from exc
