@@ -111,7 +111,7 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, t
                          allow_retries=False)
     try:
         if config.action == PromotionAction.rollback:
-            retired, model_id = reg.rollback()
+            retired, model_id = reg.rollback(by=config.requested_by, reason=config.reason)
             gate, previous = None, retired
             _record_override(workspace, model_id, {"action": "rollback", "from": retired, **who})
         else:
@@ -121,8 +121,8 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, t
             force = config.action == PromotionAction.force
             # the gate again, under the registry's lock: another run may have promoted since the checks ran
             gate = reg.promote(model_id, profile.tolerances(), force=force, confidence=profile.promotion_confidence,
-                               reason=f"{config.action.value} by {config.requested_by}: {config.reason}" if force
-                               else f"dagster run {context.run_id}")
+                               by=config.requested_by if force else f"dagster run {context.run_id}",
+                               reason=config.reason if force else "the paired gate")
             previous = gate.champion
             if force:
                 _record_override(workspace, model_id, {"action": "force", "previous": previous,
