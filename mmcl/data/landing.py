@@ -102,7 +102,9 @@ def reject_drop(drop_dir: Path, reason: str, rejected_root: Path, report: dict[s
     """Record a whole drop as rejected: an exact copy of it (symlinks kept as links) and the reason."""
     target = rejected_root / drop_dir.name
     with staged(rejected_root, drop_dir.name) as tmp:
-        if drop_dir.is_dir():
+        if drop_dir.is_symlink():  # the link, not what it points at: that is not the drop's to give
+            os.symlink(os.readlink(drop_dir), tmp / "drop")
+        elif drop_dir.is_dir():
             shutil.copytree(drop_dir, tmp / "drop", symlinks=True)
         write_json(tmp / "rejection.json", {"drop": drop_dir.name, "source": str(drop_dir), "reason": reason,
                                             "report": report})

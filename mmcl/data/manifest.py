@@ -90,6 +90,10 @@ def find_manifest(drop_dir: str | os.PathLike) -> Path:
     root = Path(drop_dir)
     if not root.is_dir():
         raise DataError(root, "drop folder does not exist")
+    links = [root / name for name in MANIFEST_NAMES if (root / name).is_symlink()]
+    if links:
+        raise DataError(links[0], f"the manifest is a symbolic link (-> {os.readlink(links[0])}): refused, put the "
+                        "file itself in the drop")
     found = [root / name for name in MANIFEST_NAMES if (root / name).is_file()]
     if not found:
         raise DataError(root, f"no manifest: expected one of {', '.join(MANIFEST_NAMES)}")
@@ -100,6 +104,9 @@ def find_manifest(drop_dir: str | os.PathLike) -> Path:
 
 def read_drop(drop_dir: str | os.PathLike) -> Drop:
     """Read a drop's manifest (and drop.json). Raises DataError when the manifest is unreadable as a whole."""
+    if Path(drop_dir).is_symlink():
+        raise DataError(drop_dir, f"the drop folder is a symbolic link (-> {os.readlink(drop_dir)}): refused, put "
+                        "the drop itself in the landing zone")
     root = Path(drop_dir).resolve()
     if not DROP_NAME_PATTERN.match(root.name):
         raise DataError(root, f"drop folder name {root.name!r} must match {DROP_NAME_PATTERN.pattern}")

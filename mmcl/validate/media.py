@@ -15,9 +15,11 @@ refuses such a file with a message naming it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 MEDIA_CHECK_MODES = ("full", "header", "exists")
+_DATA_SIZE_MISMATCH = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)  # libsndfile's log
 
 
 def _exists(path: Path) -> str | None:
@@ -72,6 +74,10 @@ def check_audio(path: Path, mode: str = "full") -> str | None:
         info = soundfile.info(str(path))
         if info.frames <= 0:
             return "audio has no samples"
+        declared = _DATA_SIZE_MISMATCH.search(info.extra_info or "")
+        if declared:  # libsndfile plays what is there; a header that promises more (or absurdly more) is a lie
+            return (f"audio header declares {declared.group(1)} bytes of samples, the file holds {declared.group(2)}: "
+                    "truncated or a forged header")
         if mode == "header":
             return None
         decoded = len(soundfile.read(str(path), dtype="float32", always_2d=True)[0])
