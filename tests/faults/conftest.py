@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmcl.data.manifest import TMP_PATTERN, sha256_file
+from mmcl.data.manifest import sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,7 +122,7 @@ def stray_temporaries(root: Path) -> list[str]:
         relative = path.relative_to(root)
         if relative.parts[0] in (".git", ".dvc"):
             continue
-        if TMP_PATTERN.match(path.name) or ".tmp-" in path.name or path.name.startswith(".old-"):
+        if ".tmp-" in path.name or path.name.startswith((".tmp", ".old-")):  # any naming, old or new
             found.append(relative.as_posix())
     return sorted(found)
 

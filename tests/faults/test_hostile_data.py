@@ -24,7 +24,6 @@ from mmcl.data.versioning import version_dataset
 from mmcl.errors import DataError, UserError
 from mmcl.lineage import LineageStore
 from mmcl.validate.gate import Areas, run_gate
-from mmcl.validate.quarantine import route_rows
 from mmcl.validate.runner import validate_drop
 
 BOMB = ("image does not decode: DecompressionBombError: Image size (3600000000 pixels) exceeds limit of "
@@ -198,6 +197,8 @@ def test_stored_media_share_no_inode_and_a_rewrite_after_validation_is_caught(fh
 
 
 def test_a_file_rewritten_between_validation_and_routing_is_quarantined(fh, tmp_path):
+    from mmcl.validate.quarantine import route_rows
+
     rows, files = fh.good_rows("r", 3, seed=11)
     drop = fh.write_drop(tmp_path / "landing", "drop-r", rows, files)
     validation = validate_drop(drop)
