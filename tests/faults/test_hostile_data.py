@@ -116,6 +116,12 @@ def test_decoder_failures_are_the_rows_reasons(hostile):
                                              "samples, the file holds 3200: truncated or a forged header")]
     for report in (img1, img2, audio):
         assert report.status == "quarantined" and all(f.row >= 1 for f in report.failures)
+    from mmcl.validate.media import check_image
+
+    raw = hostile["root"] / "data/raw"  # `exists` judges nothing but a bomb's header
+    assert check_image(raw / "img1/i/bomb.png", "exists") == BOMB
+    assert check_image(raw / "img1/i/bomb2.png", "exists").startswith("image header declares 12000x12000 pixels")
+    assert check_image(raw / "img2/i/text.jpg", "exists") is None
 
 
 def test_the_training_loader_names_the_file_whatever_the_decoder_raises(hostile):
