@@ -154,6 +154,8 @@ def _place(src: Path, dst: Path) -> None:
     """Put `src` at `dst` atomically: a hard link (a copy, fsynced, on another file system) under a temporary
     name beside `dst`, then a rename; a failure or a kill leaves `dst` as it was."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() and os.path.samefile(src, dst):  # already linked (rename() of two links to one file is a no-op
+        return                                      # that would leave the temporary name behind)
     fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
