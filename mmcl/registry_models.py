@@ -378,10 +378,18 @@ class ModelRegistry:
             entry = self.entry(model_id, state)
             entry["metrics"][metric] = {"value": _finite(value), "protocol": protocol, "source": source, "at": _now()}
 
-    def gate(self, model_id: str, tolerances: dict[str, float] | None = None) -> GateResult:
+    def gate(self, model_id: str, tolerances: dict[str, float] | None = None,
+             metrics: tuple[str, ...] | None = None) -> GateResult:
         """Compare `model_id` with the current champion on every gated metric (no change made). `tolerances`
-        overrides the default of the metrics it names; every other gated metric keeps its default."""
-        return self._gate(self.read(), model_id, resolve_tolerances(tolerances))
+        overrides the default of the metrics it names; every other gated metric keeps its default. `metrics`:
+        decide on these gated metrics only (one blocking check per metric)."""
+        tolerances = resolve_tolerances(tolerances)
+        if metrics is not None:
+            unknown = [m for m in metrics if m not in tolerances]
+            if unknown:
+                raise UserError(f"unknown gated metric {unknown[0]!r} (gated: {', '.join(tolerances)})")
+            tolerances = {m: tolerances[m] for m in metrics}
+        return self._gate(self.read(), model_id, tolerances)
 
     def _gate(self, state: dict[str, Any], model_id: str, tolerances: dict[str, float]) -> GateResult:
         challenger = self.entry(model_id, state)

@@ -98,6 +98,8 @@ def test_a_tolerance_for_one_metric_keeps_every_other_gate(tmp_path, capsys):
     gate = registry.gate("b", {"sts_avg": 5.0})
     assert [(c.metric, c.tolerance, c.passed) for c in gate.comparisons] == [
         ("sts_avg", 5.0, True), ("retrieval_rsum", 10.0, False)]
+    only_sts = registry.gate("b", {"sts_avg": 1.0}, metrics=("sts_avg",))  # one blocking check per metric
+    assert only_sts.passed and [c.metric for c in only_sts.comparisons] == ["sts_avg"]
     store = str(registry.root)
     assert main(["models", "--store", store, "promote", "b", "--tolerance", "sts_avg=1"]) == 2
     assert ("not promoting b: sts_avg: 69.50 vs champion 70.00 (tolerance 1): not worse; retrieval_rsum: 150.00 vs "

@@ -10,7 +10,7 @@ from orchestration.resources import MmclProfile, MmclWorkspace
 
 
 def _gate_result(evaluation: dict[str, Any], metric: str, tolerance: float, workspace: MmclWorkspace):
-    gate = registry(workspace).gate(evaluation["model_id"], {metric: tolerance})
+    gate = registry(workspace).gate(evaluation["model_id"], {metric: tolerance}, metrics=(metric,))
     comparison = gate.comparisons[0].__dict__ if gate.comparisons else None
     return dg.AssetCheckResult(passed=gate.passed, severity=dg.AssetCheckSeverity.ERROR, description=gate.summary(),
                                metadata={"challenger": evaluation["model_id"], "champion": str(gate.champion),
