@@ -240,6 +240,8 @@ class ModelRegistry:
     # ---- storage
     def read(self) -> dict[str, Any]:
         if not self.file.exists() and not self.file.is_symlink():
+            if self.backup.exists():  # deleted, not new: starting empty would silently drop every model
+                raise self._damaged(ValueError("it is missing, but its backup is there"))
             return {"schema": SCHEMA_VERSION, "champion": None, "history": [], "models": {}, "events": []}
         try:
             return _load_state(self.file)
