@@ -56,8 +56,10 @@ SCHEMA_VERSION = 1
 CHALLENGER, CHAMPION, RETIRED, ROLLED_BACK, REJECTED = "challenger", "champion", "retired", "rolled_back", "rejected"
 # an id names a folder inside the store: no separator, no leading dot (so never "." or ".."), bounded length
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-# metric -> how much worse than the champion a challenger may be (same units as the metric)
-DEFAULT_TOLERANCES = {"sts_avg": 1.0, "retrieval_rsum": 10.0}
+# metric -> how much worse than the champion a challenger may be (same units as the metric): the margin of
+# the paired test. 0: a challenger is refused only when shown worse at the gate's confidence.
+DEFAULT_TOLERANCES = {"sts_avg": 0.0, "retrieval_rsum": 0.0}
+DEFAULT_CONFIDENCE = 0.95
 
 
 class PromotionRefused(UserError):
@@ -73,9 +75,10 @@ class MetricComparison:
     metric: str
     challenger: float | None
     champion: float | None
-    tolerance: float
+    tolerance: float  # the margin: how much worse than the champion is still acceptable
     passed: bool
     reason: str
+    paired: dict[str, Any] | None = None  # the paired bootstrap decision (mmcl.promotion), when items exist
 
 
 @dataclass
@@ -107,6 +110,14 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def items_file(source: str | None) -> Path | None:
+    """The per-item results written beside an evaluation report (<stem>.items.npz), if any."""
+    if not source:
+        return None
+    path = Path(source).with_suffix(".items.npz")
+    return path if path.is_file() else None
+
+
 def check_model_id(model_id: Any) -> str:
     """`model_id` if it is a safe folder name inside the store; UserError before any file is touched otherwise."""
     if not isinstance(model_id, str) or not ID_PATTERN.fullmatch(model_id):
@@ -128,11 +139,14 @@ def resolve_tolerances(overrides: dict[str, float] | None = None) -> dict[str, f
 
 
 def compare_metric(metric: str, challenger: dict[str, Any] | None, champion: dict[str, Any] | None,
-                   tolerance: float) -> MetricComparison:
-    """One gated metric: the challenger passes if challenger >= champion - tolerance, under the same protocol.
+                   tolerance: float, confidence: float = 0.95) -> MetricComparison:
+    """One gated metric of the challenger against the champion, under the same protocol.
 
-    A challenger with no (or a non-finite) value fails: it cannot show it is not worse. A champion
-    without the metric does not gate it (nothing to compare to), which the reason says.
+    When both evaluations left their per-item results, the decision is the paired bootstrap of
+    mmcl.promotion: the challenger fails only if it is worse than the champion by more than `tolerance`
+    at `confidence`. Otherwise (an evaluation without items) it falls back to the point comparison
+    challenger >= champion - tolerance, and says so. A challenger with no (or a non-finite) value fails: it
+    cannot show it is not worse. A champion without the metric does not gate it, which the reason says.
     """
     new = _finite((challenger or {}).get("value"))
     old = _finite((champion or {}).get("value"))
@@ -144,10 +158,19 @@ def compare_metric(metric: str, challenger: dict[str, Any] | None, champion: dic
         return MetricComparison(metric, new, old, tolerance, False,
                                 f"protocols differ ({challenger.get('protocol')!r} vs {champion.get('protocol')!r}):"
                                 " re-evaluate the champion under the challenger's protocol")
+    mine, theirs = items_file(challenger.get("source")), items_file(champion.get("source"))
+    if mine and theirs:
+        from mmcl.promotion import COMPARATORS, compare_items
+
+        if metric in COMPARATORS:
+            decision = compare_items(metric, theirs, mine, confidence=confidence, margin=tolerance)
+            return MetricComparison(metric, new, old, tolerance, decision.passed, decision.reason(),
+                                    decision.to_dict())
     passed = new >= old - tolerance
     verdict = "not worse" if passed else "worse"
     return MetricComparison(metric, new, old, tolerance, passed,
-                            f"{new:.2f} vs champion {old:.2f} (tolerance {tolerance:g}): {verdict}")
+                            f"{new:.2f} vs champion {old:.2f} (tolerance {tolerance:g}, point comparison: no "
+                            f"per-item results to test): {verdict}")
 
 
 def _place(src: Path, dst: Path) -> None:
@@ -381,30 +404,30 @@ class ModelRegistry:
             entry["metrics"][metric] = {"value": _finite(value), "protocol": protocol, "source": source, "at": _now()}
 
     def gate(self, model_id: str, tolerances: dict[str, float] | None = None,
-             metrics: tuple[str, ...] | None = None) -> GateResult:
-        """Compare `model_id` with the current champion on every gated metric (no change made). `tolerances`
-        overrides the default of the metrics it names; every other gated metric keeps its default. `metrics`:
-        decide on these gated metrics only (one blocking check per metric)."""
-        tolerances = resolve_tolerances(tolerances)
-        if metrics is not None:
-            unknown = [m for m in metrics if m not in tolerances]
-            if unknown:
-                raise UserError(f"unknown gated metric {unknown[0]!r} (gated: {', '.join(tolerances)})")
-            tolerances = {m: tolerances[m] for m in metrics}
-        return self._gate(self.read(), model_id, tolerances)
+             confidence: float = DEFAULT_CONFIDENCE) -> GateResult:
+        """Compare `model_id` with the current champion on every gated metric (no change made).
 
-    def _gate(self, state: dict[str, Any], model_id: str, tolerances: dict[str, float]) -> GateResult:
+        `tolerances` overrides the margins of the metrics it names; every other gated metric keeps its
+        default (`--tolerance sts_avg=1` never drops the RSUM gate). `confidence` is the whole gate's: each
+        of the m metrics is decided at 1 - (1 - confidence) / m (Bonferroni), so a challenger as good as the
+        champion is rejected with probability at most 1 - confidence."""
+        return self._gate(self.read(), model_id, resolve_tolerances(tolerances), confidence)
+
+    def _gate(self, state: dict[str, Any], model_id: str, tolerances: dict[str, float],
+              confidence: float = DEFAULT_CONFIDENCE) -> GateResult:
+        per_metric = 1.0 - (1.0 - confidence) / max(1, len(tolerances))
         challenger = self.entry(model_id, state)
         champ_id = state["champion"]
         if champ_id is None or champ_id == model_id:
             return GateResult(model_id, champ_id, True)
         champion = state["models"][champ_id]
-        comparisons = [compare_metric(m, challenger["metrics"].get(m), champion["metrics"].get(m), tol)
+        comparisons = [compare_metric(m, challenger["metrics"].get(m), champion["metrics"].get(m), tol, per_metric)
                        for m, tol in tolerances.items()]
         return GateResult(model_id, champ_id, all(c.passed for c in comparisons), comparisons)
 
     def promote(self, model_id: str, tolerances: dict[str, float] | None = None, *, force: bool = False,
-                by: str | None = None, reason: str | None = None) -> GateResult:
+                by: str | None = None, reason: str | None = None,
+                confidence: float = DEFAULT_CONFIDENCE) -> GateResult:
         """Make `model_id` the champion if the gate passes; otherwise record it as rejected and raise
         PromotionRefused. `force` promotes past a failing gate and needs `by` (who) and `reason` (why),
         which the promote event keeps. The gate is decided under the lock: another run may have promoted."""
@@ -414,7 +437,7 @@ class ModelRegistry:
             raise UserError(f"a forced promotion of {model_id} needs who forces it and why (by=..., reason=...; "
                             "`mmcl models promote --force --reason ...`): both are kept in the registry's events")
         with self._edit() as state:
-            gate = self._gate(state, model_id, tolerances)
+            gate = self._gate(state, model_id, tolerances, confidence)
             if not gate.passed and not force:
                 self._reject(state, model_id, gate.failures(), gate.to_dict())
             else:
