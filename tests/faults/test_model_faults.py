@@ -194,8 +194,10 @@ def test_kill_during_a_refused_promotion_then_rerun_records_one_rejection(tmp_pa
     assert registry.entry("b")["status"] == "challenger"  # the rejection was not written
     rerun = _mmcl(*store, "promote", "b")
     assert rerun.returncode == 2 and "Traceback" not in rerun.stderr
-    assert rerun.stderr == ("mmcl models: error: not promoting b: sts_avg: 60.00 vs champion 70.00 (tolerance 1): "
-                            "worse; retrieval_rsum: 200.00 vs champion 200.00 (tolerance 10): not worse\n")
+    point = "point comparison: no per-item results to test"
+    assert rerun.stderr == (f"mmcl models: error: not promoting b: sts_avg: 60.00 vs champion 70.00 (tolerance 0, "
+                            f"{point}): worse; retrieval_rsum: 200.00 vs champion 200.00 (tolerance 0, {point}): "
+                            "not worse\n")
     state = _check_invariants(registry, "a")
     assert state["models"]["b"]["status"] == "rejected"
     assert [e["action"] for e in state["events"]].count("rejected") == 1
