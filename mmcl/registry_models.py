@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mmcl.data.manifest import atomic_write_bytes, atomic_write_text, sha256_file
+from mmcl.data.manifest import atomic_write_bytes, atomic_write_text, remove_stale, sha256_file
 from mmcl.errors import UserError
 from mmcl.faults import maybe_fault
 
@@ -307,11 +307,11 @@ class ModelRegistry:
             yield
 
     def _sweep_temporary(self) -> None:
-        """Remove what an interrupted change left (a kill between a temporary file and its rename). Only
-        changes under the lock write these names, and the lock is held: none of them is in use."""
-        leftovers = [*self.root.glob(f".{REGISTRY_FILE}*tmp*"), *self.root.glob(f"*/.{MODEL_FILE}.*.tmp"),
-                     *self.root.glob(f"*/.{CONFIG_FILE}.*.tmp")]
-        for path in leftovers:
+        """Remove what an interrupted change left (a kill between a temporary file and its rename): the
+        registry writer's temporaries (manifest.remove_stale: those of dead processes) and _place's, which only
+        changes under the lock write: the lock is held, so none of them is in use."""
+        remove_stale(self.root)
+        for path in [*self.root.glob(f"*/.{MODEL_FILE}.*.tmp"), *self.root.glob(f"*/.{CONFIG_FILE}.*.tmp")]:
             path.unlink(missing_ok=True)
 
     @contextlib.contextmanager

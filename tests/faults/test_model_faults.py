@@ -201,3 +201,13 @@ def test_kill_during_a_refused_promotion_then_rerun_records_one_rejection(tmp_pa
     state = _check_invariants(registry, "a")
     assert state["models"]["b"]["status"] == "rejected"
     assert [e["action"] for e in state["events"]].count("rejected") == 1
+
+
+def test_a_killed_registry_writers_temporary_is_removed_by_the_next_change(tmp_path):
+    registry = _store(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = registry.root / f".tmp-registry.json-p{dead.stdout.strip()}-0badcafe"  # manifest.tmp_name's form
+    leftover.write_text('{"half')
+    registry.promote("b")
+    assert not leftover.exists()
+    _check_invariants(registry, "b")
