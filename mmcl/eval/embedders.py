@@ -156,7 +156,8 @@ class BatchedTextEmbedder:
         return out[[row[s] for s in sentences]]
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "source": self.source, "batch_size": self.batch_size}
+        return {"kind": self.kind, "name": self.name, "source": self.source, "batch_size": self.batch_size,
+                "tokenised_once": self.tokenizer is not None}
 
 
 def pad_tokens(tokens: dict[str, list[list[int]]], idx: list[int], pad_id: int) -> dict[str, Any]:
