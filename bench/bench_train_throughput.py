@@ -6,6 +6,7 @@ is its own), the variants rotating in every repeat to share the machine's noise.
 
     .venv/bin/python bench/bench_train_throughput.py --steps 30 --batch-size 64 --repeats 3
     .venv/bin/python bench/bench_train_throughput.py --steps 14 --warmup 4 --repeats 3 --profile
+    .venv/bin/python bench/bench_train_throughput.py --dropout-cost --steps 4 --repeats 3   # the cause alone
     .venv/bin/python bench/bench_train_throughput.py --device cuda --steps 200 --warmup 20 --batch-size 256
 
 Train mode: Lightning 2.x does not call `.train()` at the start of fit (it warns "Found N module(s) in
@@ -146,6 +147,53 @@ def run_mmcl(steps: int, warmup: int, batch_size: int, device: str = "cpu", prof
 KINDS = ("plain", "plain-as-built", "mmcl")
 
 
+def dropout_cost(steps: int, repeats: int, batch_size: int, threads: int | None) -> dict:
+    """The cause of the plain/mmcl ratio in isolation: the demo's text tower (all-MiniLM-L6-v2, max_length
+    32, mean pooling) + its linear head, one optimiser step on a fixed batch of Flickr8k captions, with the
+    backbone in train mode (dropout on, a hand-written loop) vs eval mode (as mmcl train runs it), in one
+    process, alternating per repeat; then the profiler's share of the dropout operators in train mode."""
+    import torch
+
+    from mmcl.data.flickr import load_flickr_triples
+    from mmcl.encoders.text import TextEncoder
+
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    torch.manual_seed(0)
+    captions = [c for r in load_flickr_triples() for c in r.captions][:batch_size]
+    encoder = TextEncoder("all-minilm-l6-v2", pooling="mean", max_length=32)
+    head = torch.nn.Linear(encoder.output_dim, 256)
+    params = [*encoder.parameters(), *head.parameters()]
+    optimizer = torch.optim.AdamW([p for p in params if p.requires_grad], lr=1e-5)
+    tokens = encoder.tokenize(captions)
+
+    def step() -> None:
+        z = torch.nn.functional.normalize(head(encoder(tokens)), dim=-1)  # [B, 256]
+        loss = torch.nn.functional.cross_entropy(z @ z.T * 14.3, torch.arange(len(z)))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    seconds: dict[str, list[float]] = {"train (dropout on)": [], "eval (dropout off)": []}
+    for r in range(repeats):
+        for mode in list(seconds)[r % 2:] + list(seconds)[: r % 2]:
+            encoder.backbone.train(mode.startswith("train"))
+            step()  # warm
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            seconds[mode].append((time.perf_counter() - t0) / steps)
+    encoder.backbone.train(True)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    dropout = sum(e.self_cpu_time_total for e in events if "dropout" in e.key or "bernoulli" in e.key)
+    return {"threads": torch.get_num_threads(), "batch_size": batch_size, "steps_per_repeat": steps,
+            "seconds_per_step": seconds,
+            "median_s": {k: statistics.median(v) for k, v in seconds.items()},
+            "dropout_share_of_self_cpu_in_train_mode": dropout / total, "top_ops": _top_ops(prof, 8)}
+
+
 def child(kind: str, steps: int, warmup: int, batch_size: int, device: str = "cpu", threads: int | None = None,
           profile: bool = False) -> None:
     import os
@@ -170,9 +218,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch threads of every variant (default: every core)")
     ap.add_argument("--profile", action="store_true", help="top operators by self CPU time (torch.profiler)")
+    ap.add_argument("--dropout-cost", action="store_true",
+                    help="only the text tower in train vs eval mode, one process (the cause of the ratio)")
     ap.add_argument("--child", choices=KINDS)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
+    if args.dropout_cost:
+        print(json.dumps(dropout_cost(args.steps, args.repeats, args.batch_size, args.threads), indent=2))
+        return
     if args.child:
         child(args.child, args.steps, args.warmup, args.batch_size, args.device, args.threads, args.profile)
         return
