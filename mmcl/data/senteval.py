@@ -155,7 +155,10 @@ def _subset(name: str, source: Path, rows: list[tuple[str, str, float]], skipped
 
 
 def read_sts_pair_files(input_path: Path, gold_path: Path, name: str) -> StsSubset:
-    """STS12-16 `STS.input.<name>.txt` (two tab-separated sentences) + `STS.gs.<name>.txt` (score or empty)."""
+    """STS12-16 `STS.input.<name>.txt` (two tab-separated sentences) + `STS.gs.<name>.txt` (score or empty).
+
+    The SemEval STS16 release carries two more columns (the sources of the pair); as SentEval and MTEB,
+    the first two columns are the sentences and the sources are ignored."""
     pairs, golds = _read_lines(input_path), _read_lines(gold_path)
     if len(pairs) != len(golds):
         raise DataError(
@@ -163,7 +166,15 @@ def read_sts_pair_files(input_path: Path, gold_path: Path, name: str) -> StsSubs
         )
     rows, skipped = [], 0
     for row, (pair, gold) in enumerate(zip(pairs, golds, strict=True), start=1):
-        s1, s2 = _columns(pair, input_path, row, 2)
+        cols = pair.split("\t")
+        if len(cols) not in (2, 4):  # 3 or 5+: a tab inside a sentence, the pair cannot be told apart
+            raise DataError(
+                input_path,
+                f"expected 2 tab-separated columns, found {len(cols)} (4 are read too: the pair and its two "
+                "sources, as in the SemEval STS16 release)",
+                row=row,
+            )
+        s1, s2 = cols[:2]
         if not gold.strip():  # unscored pair: SentEval drops it (raw_scores != '')
             skipped += 1
             continue

@@ -20,6 +20,14 @@ TRANSFER_NAMES = ("MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC")
 POOLINGS = ("cls", "cls_before_pooler", "mean", "first_last_avg")
 
 
+def _threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        default=None,  # checked by mmcl.eval.embedders.default_threads, the owner of the rule
+        help="torch threads: N, or 'polite' = the cores not busy right now (default: every core)",
+    )
+
+
 def _text_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
@@ -40,7 +48,7 @@ def _text_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-length", type=int, default=None, help="token limit (default: the backbone's, 512)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: free cores)")
+    _threads_arg(p)
     p.add_argument("--data-dir", default=None, help="data root (default: $MMCL_DATA_DIR or ../shared/data)")
     p.add_argument("--output", required=True, help="JSON path; .md and .png are written beside it")
     p.add_argument("--label", default=None, help="model name in the report tables")
@@ -79,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("test", "dev", "train", "none"))
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None)
+    _threads_arg(p)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--output", required=True)
     p.add_argument("--label", default=None)

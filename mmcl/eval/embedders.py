@@ -5,9 +5,11 @@
     embedder = load_text_embedder("/models/bert", pooling="first_last_avg")   # plain HF folder
     emb = embedder.encode(sentences)                            # np.float32 [N, D]
 
-Speed: `encode` embeds each distinct sentence once, in length-sorted batches (longest first, so padding
-is small and an out-of-memory shows at once) under torch.inference_mode(); evaluators pass every
-sentence of every set in one call so duplicates across sets are shared too.
+Speed: `encode` embeds each distinct sentence once. A Hugging Face tokenizer runs once over all of them
+(no padding); the ids give the sort keys, and the length-sorted batches (longest first, so padding is small
+and an out-of-memory shows at once) are padded from those ids, so no sentence is tokenised twice. The
+forward runs under torch.inference_mode(); evaluators pass every sentence of every set in one call so
+duplicates across sets are shared too. Threads: every core this process may use (configure_threads).
 
 Maximum length: training truncates at the text encoder's `max_length` (32 tokens, SimCSE); evaluation
 does not (SimCSE's SentEval batcher pads without truncating), so checkpoints and plain HF folders are
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,28 +42,70 @@ class TextEmbedder(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-def auto_threads() -> int:
-    """Cores this process may use, minus those other processes keep busy (1-minute load average).
+POLITE = "polite"
+CONTENTION_SAMPLE_S = 0.1
 
-    Why: oversubscribed OpenMP threads spin-wait; on the 2-core CI machine under a load of 8, encoding
-    with 2 threads took 4.7x the wall time of 1 thread. On an idle machine this is every core.
+
+def busy_cores(interval: float = CONTENTION_SAMPLE_S) -> float:
+    """Cores other processes keep busy NOW: /proc/stat sampled twice, `interval` seconds apart.
+
+    Why not the load average: it lags by minutes, so right after any job it reports cores that are idle
+    again (mmcl then ran on 1 of 2 free cores). This process sleeps while sampling, so it does not count
+    itself. 0.0 where /proc/stat cannot be read (not Linux): then nothing is known to compete.
+    """
+    def sample() -> tuple[int, int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return None
+        fields = [int(x) for x in lines[0].split()[1:8]]  # user nice system idle iowait irq softirq
+        cpus = sum(1 for line in lines[1:] if line.startswith("cpu"))
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields), cpus
+
+    first = sample()
+    time.sleep(interval)
+    second = sample()
+    if first is None or second is None or second[1] <= first[1]:
+        return 0.0
+    return (second[0] - first[0]) / (second[1] - first[1]) * second[2]
+
+
+def default_threads(threads: int | str | None = None) -> int:
+    """Torch threads for `--threads`: None -> every core in this process's affinity mask; a positive int
+    (or its digits) -> that; "polite" -> the cores not busy right now (busy_cores), at least 1.
+
+    Why all cores by default: on an idle machine that is the fastest setting, and a lagging load average
+    halved the speed right after any job. The polite mode is for a machine shared on purpose: there,
+    threads beyond the free cores spin-wait in OpenMP (on the 2-core CI box under a load of 8, 2 threads
+    took 4.7x the wall time of 1).
     """
     cores = len(os.sched_getaffinity(0))
-    free = cores - os.getloadavg()[0]
-    return max(1, min(cores, int(free + 0.5)))
+    if threads is None:
+        return cores
+    if threads == POLITE:
+        # /proc/stat counts the whole machine, which may hold more cores than this process may use
+        free = (os.cpu_count() or cores) - busy_cores()
+        return max(1, min(cores, round(free)))
+    if isinstance(threads, str) and threads.strip().isdigit():  # from the command line
+        threads = int(threads)
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
+        return threads
+    raise UserError(f"--threads {threads!r}: expected a positive integer or {POLITE!r}")
 
 
-def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads (`threads` or auto_threads()); returns the number in use."""
+def configure_threads(threads: int | str | None = None) -> int:
+    """Set torch's intra-op threads to default_threads(threads); returns the number in use."""
     import torch
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings from the Rust tokenizer
-    torch.set_num_threads(max(1, threads or auto_threads()))
+    torch.set_num_threads(default_threads(threads))
     return torch.get_num_threads()
 
 
 class BatchedTextEmbedder:
-    """Shared fast path: unique sentences, length-sorted batches, inference mode, progress bar."""
+    """Shared fast path: unique sentences, tokenised once, length-sorted batches, inference mode."""
 
     kind = "abstract"
 
@@ -68,13 +113,16 @@ class BatchedTextEmbedder:
         self.batch_size, self.show_progress = batch_size, show_progress
         self.source = ""
         self.name: str | None = None  # what the user called it (e.g. the packaged short name)
+        self.tokenizer: Any = None  # a HF tokenizer enables the tokenise-once path (set by subclasses)
+        self.max_length: int | None = None  # its truncation length
 
-    def embed_batch(self, batch: list[str]):  # -> Tensor [B, D]
+    def embed_tokens(self, features: dict[str, Any]):  # -> Tensor [B, D]
+        """Embeddings of one padded batch (input_ids, attention_mask, ... as the tokenizer names them)."""
         raise NotImplementedError
 
-    def lengths(self, sentences: list[str]) -> list[int]:
-        """Sort keys for batching; subclasses with a tokenizer count tokens (less padding than chars)."""
-        return [len(s) for s in sentences]
+    def embed_batch(self, batch: list[str]):  # -> Tensor [B, D]
+        """Embeddings of raw sentences: towers without a HF tokenizer (sorted by characters)."""
+        raise NotImplementedError
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         """Embeddings in input order: np.float32 [N, D]."""
@@ -84,7 +132,10 @@ class BatchedTextEmbedder:
         unique = list(dict.fromkeys(sentences))
         if not unique:
             raise ValueError("encode() needs at least one sentence")
-        lengths = self.lengths(unique)
+        tokens = None
+        if self.tokenizer is not None:  # one call over all sentences: the Rust tokenizer batches them
+            tokens = dict(self.tokenizer(unique, truncation=True, max_length=self.max_length))
+        lengths = [len(x) for x in tokens["input_ids"]] if tokens else [len(s) for s in unique]
         order = sorted(range(len(unique)), key=lambda i: -lengths[i])
         out: np.ndarray | None = None
         batches = range(0, len(order), self.batch_size)
@@ -93,7 +144,11 @@ class BatchedTextEmbedder:
                 batches, desc="encode", unit="batch", disable=not self.show_progress, leave=False
             ):
                 idx = order[start : start + self.batch_size]
-                emb = self.embed_batch([unique[i] for i in idx]).float().cpu().numpy()  # [B, D]
+                if tokens is not None:
+                    emb = self.embed_tokens(pad_tokens(tokens, idx, self.tokenizer.pad_token_id))
+                else:
+                    emb = self.embed_batch([unique[i] for i in idx])
+                emb = emb.float().cpu().numpy()  # [B, D]
                 if out is None:
                     out = np.empty((len(unique), emb.shape[1]), dtype=np.float32)
                 out[idx] = emb
@@ -101,22 +156,38 @@ class BatchedTextEmbedder:
         return out[[row[s] for s in sentences]]
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "source": self.source, "batch_size": self.batch_size}
+        return {"kind": self.kind, "name": self.name, "source": self.source, "batch_size": self.batch_size,
+                "tokenised_once": self.tokenizer is not None}
 
 
-def _token_lengths(tokenizer: Any, sentences: list[str]) -> list[int]:
-    """Token counts (fast tokenizers do ~100k short sentences/s, a small cost against the forward)."""
-    try:
-        ids = tokenizer(sentences, add_special_tokens=True, truncation=False)["input_ids"]
-    except Exception:  # a tokenizer that is not a HF one: character length is a fine proxy
-        return [len(s) for s in sentences]
-    return [len(x) for x in ids]
+def pad_tokens(tokens: dict[str, list[list[int]]], idx: list[int], pad_id: int) -> dict[str, Any]:
+    """Rows `idx` of unpadded tokenizer output as right-padded int64 tensors [B, L], L = longest row:
+    what the tokenizer returns with padding=True (input_ids padded with pad_id, every other field with 0)."""
+    import torch
+
+    width = max(len(tokens["input_ids"][i]) for i in idx)
+    out = {}
+    for key, rows in tokens.items():
+        arr = np.full((len(idx), width), pad_id if key == "input_ids" else 0, dtype=np.int64)  # [B, L]
+        for r, i in enumerate(idx):
+            arr[r, : len(rows[i])] = rows[i]
+        out[key] = torch.from_numpy(arr)
+    return out
+
+
+def _hf_tokenizer(tokenizer: Any) -> Any:
+    """The tokenizer when batches may be padded from its ids (a HF tokenizer padding on the right), else None."""
+    from transformers import PreTrainedTokenizerBase
+
+    ok = isinstance(tokenizer, PreTrainedTokenizerBase) and tokenizer.pad_token_id is not None
+    return tokenizer if ok and tokenizer.padding_side == "right" else None
 
 
 class SentenceTransformerEmbedder(BatchedTextEmbedder):
     """A sentence-transformers folder, run through its own modules (Transformer, Pooling, Dense, ...)."""
 
     kind = "sentence-transformers"
+    PROBE = ("a man is playing a guitar .", "hi", "two dogs run across a snowy field while a third one sleeps")
 
     def __init__(self, path: str | Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -125,13 +196,26 @@ class SentenceTransformerEmbedder(BatchedTextEmbedder):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.source = str(path)
         self.model = SentenceTransformer(str(path), device="cpu").eval()
+        self.tokenizer, self.max_length = _hf_tokenizer(self.model.tokenizer), self.model.max_seq_length
+        if self.tokenizer is not None and not self._own_preprocess_agrees():
+            self.tokenizer = None  # a model whose preprocessing does more than tokenise: use its own per batch
 
-    def lengths(self, sentences: list[str]) -> list[int]:
-        return _token_lengths(self.model.tokenizer, sentences)
+    def _own_preprocess_agrees(self) -> bool:
+        """Padding our ids gives exactly the tensors of the model's own preprocess (text-only modules)."""
+        import torch
+
+        theirs = self.model.preprocess(list(self.PROBE))
+        ours = pad_tokens(dict(self.tokenizer(list(self.PROBE), truncation=True, max_length=self.max_length)),
+                          list(range(len(self.PROBE))), self.tokenizer.pad_token_id)
+        return set(theirs) == {*ours, "modality"} and theirs["modality"] == "text" and all(
+            torch.equal(theirs[k], ours[k]) for k in ours
+        )
+
+    def embed_tokens(self, features: dict[str, Any]):
+        return self.model({**features, "modality": "text"})["sentence_embedding"]  # [B, D]
 
     def embed_batch(self, batch: list[str]):
-        features = self.model.preprocess(batch)
-        return self.model(features)["sentence_embedding"]  # [B, D]
+        return self.model(self.model.preprocess(batch))["sentence_embedding"]  # [B, D]
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "max_seq_length": self.model.max_seq_length}
@@ -159,9 +243,10 @@ class HuggingFaceEmbedder(BatchedTextEmbedder):
         self.encoder.max_length = max_length or _eval_max_length(
             self.encoder.backbone, self.encoder.tokenizer
         )
+        self.tokenizer, self.max_length = _hf_tokenizer(self.encoder.tokenizer), self.encoder.max_length
 
-    def lengths(self, sentences: list[str]) -> list[int]:
-        return _token_lengths(self.encoder.tokenizer, sentences)
+    def embed_tokens(self, features: dict[str, Any]):
+        return self.encoder(features)  # [B, H]
 
     def embed_batch(self, batch: list[str]):
         return self.encoder(self.encoder.tokenize(batch))  # [B, H]
@@ -200,16 +285,17 @@ class CheckpointEmbedder(BatchedTextEmbedder):
             self.text.pooling = pooling
         if hasattr(self.text, "backbone") and hasattr(self.text, "max_length"):
             self.text.max_length = max_length or _eval_max_length(self.text.backbone, self.text.tokenizer)
+            # the tower's own tokenize() truncates at this length too: ids padded here match it
+            self.tokenizer = _hf_tokenizer(getattr(self.text, "tokenizer", None))
+            self.max_length = self.text.max_length
 
-    def lengths(self, sentences: list[str]) -> list[int]:
-        tokenizer = getattr(self.text, "tokenizer", None)
-        return _token_lengths(tokenizer, sentences) if callable(tokenizer) else super().lengths(sentences)
-
-    def embed_batch(self, batch: list[str]):
-        tokens = self.text.tokenize(batch)
+    def embed_tokens(self, tokens: dict[str, Any]):
         if self.use_head:
             return self.model.encode("text", tokens)  # [B, D] unit norm
         return self.text(tokens)  # [B, H]
+
+    def embed_batch(self, batch: list[str]):
+        return self.embed_tokens(self.text.tokenize(batch))
 
     def describe(self) -> dict[str, Any]:
         return {

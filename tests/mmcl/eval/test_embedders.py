@@ -62,3 +62,48 @@ def test_resolution_errors(tmp_path):
         load_text_embedder(str(tmp_path))
     with pytest.raises(UserError, match="--pooling 'max' is not one of"):
         load_text_embedder("all-minilm-l6-v2", pooling="max")
+
+
+def test_default_threads_is_every_core_whatever_the_load_average(monkeypatch):
+    """The 1-minute load average lags by minutes: right after a job it no longer means busy cores."""
+    import os
+
+    from mmcl.eval.embedders import configure_threads, default_threads
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))  # what a finished job leaves behind
+    assert default_threads() == cores and default_threads("3") == 3 and default_threads(1) == 1
+    before = __import__("torch").get_num_threads()
+    try:
+        assert configure_threads() == cores
+    finally:
+        __import__("torch").set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "fast", 0, 1.5, True])
+def test_threads_must_be_a_positive_integer_or_polite(bad):
+    from mmcl.eval.embedders import default_threads
+
+    with pytest.raises(UserError, match=r"--threads .*: expected a positive integer or 'polite'"):
+        default_threads(bad)
+
+
+def test_polite_threads_measure_contention_now():
+    """A spinning process keeps one core busy at this moment: /proc/stat shows it within 0.2 s, and the
+    polite mode leaves that core to it (the load average would still say 0 for a minute)."""
+    import os
+    import subprocess
+    import sys
+
+    from mmcl.eval.embedders import busy_cores, default_threads
+
+    cores = len(os.sched_getaffinity(0))
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 20\nwhile time.time() < t: pass"])
+    try:
+        __import__("time").sleep(0.3)  # started and scheduled
+        assert busy_cores(0.2) >= 0.5
+        polite = default_threads("polite")
+        assert 1 <= polite <= max(1, cores - 1)
+    finally:
+        spinner.kill()
+        spinner.wait()

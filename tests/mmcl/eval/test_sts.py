@@ -135,3 +135,43 @@ def test_cli_missing_dataset_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "senteval/downstream is missing from the data directory" in err and str(tmp_path) in err
     assert not (tmp_path / "o.json").exists()
+
+
+def _sts16_release(data_root, root, sources: bool):
+    """The real STS16 folder copied under `root`, with the two source columns of the SemEval release."""
+    src = data_root / "senteval/downstream/STS/STS16-en-test"
+    dst = root / "senteval/downstream/STS/STS16-en-test"
+    dst.mkdir(parents=True)
+    for path in src.glob("STS.*.txt"):
+        text = path.read_text(encoding="utf-8")
+        if sources and path.name.startswith("STS.input."):
+            lines = text.rstrip("\n").split("\n")
+            text = "".join(f"{line}\tsource-a-{i}\tsource-b-{i}\n" for i, line in enumerate(lines))
+        (dst / path.name).write_text(text, encoding="utf-8")
+    return dst
+
+
+def test_sts16_semeval_release_with_source_columns_reads_the_pair(tmp_path, data_root):
+    """Issue #12 class 10: four tab-separated columns (pair + two sources) read as SentEval/MTEB do."""
+    plain = StsEvaluator(("sts16",), _sts16_release(data_root, tmp_path / "plain", False).parents[3])
+    release = StsEvaluator(("sts16",), _sts16_release(data_root, tmp_path / "release", True).parents[3])
+    assert [s.sentences1 for s in release.data["sts16"]] == [s.sentences1 for s in plain.data["sts16"]]
+    assert [s.sentences2 for s in release.data["sts16"]] == [s.sentences2 for s in plain.data["sts16"]]
+    assert not any("source-" in s for s in release.sentences())
+    ours, theirs = release(HashEmbedder()), plain(HashEmbedder())
+    assert ours["sts16"] == theirs["sts16"] and ours["details"]["sets"]["sts16"]["n_pairs"] == 1186
+
+
+@pytest.mark.parametrize("extra, found", [("\tonly-one-source", 3), ("\ta\tb\tc", 5)])
+def test_sts_input_with_three_or_five_columns_is_refused_naming_file_and_line(tmp_path, data_root, extra, found):
+    from mmcl.errors import DataError
+
+    folder = _sts16_release(data_root, tmp_path, True)
+    path = folder / "STS.input.headlines.txt"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    lines[6] = "\t".join(lines[6].split("\t")[:2]) + extra  # line 7
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        StsEvaluator(("sts16",), tmp_path)
+    assert err.value.path == path and err.value.row == 7
+    assert f"STS.input.headlines.txt, line 7: expected 2 tab-separated columns, found {found}" in str(err.value)
