@@ -11,6 +11,8 @@ import pytest
 
 from mmcl.data.flickr import FLICKR_DIR
 
+MD5_1 = "0123456789abcdef0123456789abcdef.dir"  # a dataset version's DVC md5, as dataset_version names it
+
 N_IMAGES = 12
 
 
@@ -60,3 +62,12 @@ def small_data(tmp_path_factory, flickr_records) -> Path:
 def run_dirs(tmp_path_factory) -> dict[str, Path]:
     """Two trained-run-like folders (model.pt) with different weights: model ids tiny-a, tiny-b."""
     return {name: tiny_model_file(tmp_path_factory.mktemp(name), seed) for name, seed in (("tiny-a", 0), ("tiny-b", 1))}
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, run_dirs, small_data):
+    """Each model's index over small_data as MD5_1, built once: tests copy the folders (building is slow)."""
+    from mmcl.index.store import build_index
+
+    root = tmp_path_factory.mktemp("built")
+    return {m: build_index(m, run / "model.pt", small_data, MD5_1, root)["folder"] for m, run in run_dirs.items()}

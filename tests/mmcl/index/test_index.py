@@ -11,10 +11,11 @@ import pytest
 
 from mmcl.cli import main
 from mmcl.index.search import ChampionSearcher
-from mmcl.index.store import Index, StaleIndex, build_index, index_dir, open_champion_index
+from mmcl.index.store import Index, StaleIndex, build_index, index_dir, open_champion_index, set_current_dataset
 from mmcl.registry_models import ModelRegistry
+from tests.mmcl.index.conftest import MD5_1
 
-MD5_1, MD5_2 = "0123456789abcdef0123456789abcdef.dir", "fedcba9876543210fedcba9876543210.dir"
+MD5_2 = "fedcba9876543210fedcba9876543210.dir"
 
 
 @pytest.fixture
@@ -25,8 +26,13 @@ def registry(tmp_path, run_dirs):
     return reg
 
 
-def _build(reg, model_id, data, root, md5=MD5_1):
-    return build_index(model_id, reg.entry(model_id)["model_file"], data, md5, root)
+def _build(reg, model_id, data, root, md5=MD5_1, built=None):
+    """build_index, or (md5 MD5_1 and `built` given) a copy of the session's prebuilt index (the same files)."""
+    if built is None or md5 != MD5_1:
+        return build_index(model_id, reg.entry(model_id)["model_file"], data, md5, root)
+    shutil.copytree(built[model_id], index_dir(root, model_id, md5))
+    set_current_dataset(root, md5)
+    return Index.load(index_dir(root, model_id, md5)).meta
 
 
 def test_build_records_model_and_dataset_and_search_is_exact(registry, small_data, tmp_path):
@@ -45,10 +51,10 @@ def test_build_records_model_and_dataset_and_search_is_exact(registry, small_dat
     assert _build(registry, "tiny-a", small_data, tmp_path / "idx")["reused"]  # same model + data: no rebuild
 
 
-def test_rollback_serves_the_first_models_index(registry, small_data, tmp_path):
+def test_rollback_serves_the_first_models_index(registry, small_data, tmp_path, built):
     root = tmp_path / "idx"
     registry.promote("tiny-a")
-    _build(registry, "tiny-a", small_data, root)
+    _build(registry, "tiny-a", small_data, root, built=built)
     searcher = ChampionSearcher(registry.root, root)
     first = searcher.search("text", "a dog runs on the beach", k=5)
     assert first["champion"] == "tiny-a"
@@ -56,7 +62,7 @@ def test_rollback_serves_the_first_models_index(registry, small_data, tmp_path):
     registry.promote("tiny-b", tolerances={})  # a second champion, with its own index
     with pytest.raises(StaleIndex, match="no index for the champion tiny-b"):
         searcher.search("text", "a dog runs on the beach", k=5)
-    _build(registry, "tiny-b", small_data, root)
+    _build(registry, "tiny-b", small_data, root, built=built)
     second = searcher.search("text", "a dog runs on the beach", k=5)
     assert second["champion"] == "tiny-b" and second["results"] != first["results"]
 
@@ -67,12 +73,12 @@ def test_rollback_serves_the_first_models_index(registry, small_data, tmp_path):
         first["results"]  # a fresh process sees the same
 
 
-def test_stale_indexes_are_refused_with_the_reason(registry, small_data, tmp_path, run_dirs):
+def test_stale_indexes_are_refused_with_the_reason(registry, small_data, tmp_path, built, run_dirs):
     root = tmp_path / "idx"
     with pytest.raises(StaleIndex, match="no champion"):
         open_champion_index(registry.root, root)
     registry.promote("tiny-a")
-    _build(registry, "tiny-a", small_data, root)
+    _build(registry, "tiny-a", small_data, root, built=built)
     with pytest.raises(StaleIndex, match=f"current dataset version is {MD5_2}"):
         open_champion_index(registry.root, root, dataset_md5=MD5_2)
     _build(registry, "tiny-b", small_data, root, md5=MD5_2)  # a newer dataset version, indexed by another model
@@ -87,8 +93,8 @@ def test_stale_indexes_are_refused_with_the_reason(registry, small_data, tmp_pat
         open_champion_index(registry.root, root, dataset_md5=MD5_1)
 
 
-def test_a_damaged_or_escaping_index_is_refused(registry, small_data, tmp_path):
-    meta = _build(registry, "tiny-a", small_data, tmp_path / "idx")
+def test_a_damaged_or_escaping_index_is_refused(registry, small_data, tmp_path, built):
+    meta = _build(registry, "tiny-a", small_data, tmp_path / "idx", built=built)
     folder = index_dir(tmp_path / "idx", "tiny-a", MD5_1)
     items = json.loads((folder / "items.json").read_text())
     items["image"][0]["path"] = "/etc/passwd"
@@ -102,9 +108,9 @@ def test_a_damaged_or_escaping_index_is_refused(registry, small_data, tmp_path):
         index_dir(tmp_path / "idx", "../escape", MD5_1)
 
 
-def test_query_errors_are_clear(registry, small_data, tmp_path):
+def test_query_errors_are_clear(registry, small_data, tmp_path, built):
     registry.promote("tiny-a")
-    _build(registry, "tiny-a", small_data, tmp_path / "idx")
+    _build(registry, "tiny-a", small_data, tmp_path / "idx", built=built)
     searcher = ChampionSearcher(registry.root, tmp_path / "idx")
     with pytest.raises(Exception, match="text query is empty"):
         searcher.search("text", "   ")
