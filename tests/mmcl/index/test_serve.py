@@ -145,7 +145,8 @@ def test_page_shows_thumbnails_players_and_errors_in_chromium(server, browser, s
     artifacts = Path(os.environ.get("MMCL_TEST_ARTIFACTS", REPO / "test-artifacts")) / "retrieval_ui"
     artifacts.mkdir(parents=True, exist_ok=True)
     browser.get(url + "/")
-    _wait(lambda: "champion tiny-a" in browser.find_element("id", "info").text, 60, "the index info")
+    _wait(lambda: "champion tiny-a" in browser.execute_script("return document.getElementById('info').innerText"),
+          60, "the index info")
     browser.find_element("id", "text").send_keys("a dog runs on the beach")
     browser.find_element("id", "text-search").click()
     _wait(lambda: browser.find_elements("css selector", ".hit[data-modality=image] img"), 60, "image results")
@@ -158,12 +159,13 @@ def test_page_shows_thumbnails_players_and_errors_in_chromium(server, browser, s
     image = sorted(small_data.rglob("*.jpg"))[4]
     browser.find_element("id", "file").send_keys(str(image))
     browser.find_element("id", "file-search").click()
-    _wait(lambda: image.stem in browser.find_element("css selector", ".hit[data-modality=image]").text, 60,
-          "the uploaded image as the top image result")
+    first_image = "const h = document.querySelector('.hit[data-modality=image]'); return h ? h.innerText : ''"
+    _wait(lambda: image.stem in browser.execute_script(first_image), 60, "the uploaded image as the top image result")
     _wait(lambda: browser.execute_script(loaded), 60, "the thumbnails to load")
     browser.save_screenshot(str(artifacts / "2_image_query.png"))
 
     browser.find_element("id", "text").clear()
     browser.find_element("id", "text-search").click()
-    _wait(lambda: "400: the text query is empty" in browser.find_element("id", "error").text, 30, "the error message")
+    _wait(lambda: "400: the text query is empty" in browser.execute_script("return document.getElementById('error')"
+                                                                          ".innerText"), 30, "the error message")
     browser.save_screenshot(str(artifacts / "3_empty_query_error.png"))
