@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 IMAGE_TEXT = ["image_blur", "image_noise", "image_jpeg", "caption_word_drop", "caption_typos"]
+SPEECH = ["speech_noise", "speech_speed", "missing_text", "missing_audio"]
 METHODS = {
     "in-batch CLIP": ("clip", {}),
     "queue K=1024": ("queue", {"modalities": ["image", "text"], "queue_size": 1024, "momentum": 0.995}),
@@ -125,7 +126,8 @@ def run_speech(args: argparse.Namespace) -> None:
                       f"train.max_epochs={args.epochs}", f"data.batch_size={args.batch_sizes[0]}"])
     train_s = time.perf_counter() - t0
     model, config = load_model(metrics["run_dir"])
-    result = RobustnessEvaluator("test", n_boot=args.bootstrap)(model, config)
+    # the image and caption curves are the objectives run's (the same frozen towers); here speech and fusion
+    result = RobustnessEvaluator("test", corruptions=SPEECH, n_boot=args.bootstrap)(model, config)
     _write(args.output, {"run_dir": metrics["run_dir"], "global_step": metrics["global_step"],
                          "fit_seconds": metrics["fit_seconds"], "train_wall_seconds": round(train_s, 1),
                          "test_retrieval": metrics["test_retrieval"], "robustness": result,
