@@ -143,6 +143,27 @@ def _pct(values: list[float]) -> dict:
     return {"p50_ms": round(1000 * pick(0.5), 3), "p95_ms": round(1000 * pick(0.95), 3), "n": len(values)}
 
 
+def _timed(into: list[float], fn, *args):
+    """fn(*args), its wall time appended to `into`."""
+    t = time.perf_counter()
+    value = fn(*args)
+    into.append(time.perf_counter() - t)
+    return value
+
+
+def _get(url: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(url) as response:
+        return response.read()
+
+
+def _faiss_flat(faiss, vectors):
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return index
+
+
 def _rss_mib() -> float:
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
@@ -150,7 +171,6 @@ def _rss_mib() -> float:
 
 def run_latency(args: argparse.Namespace) -> None:
     import urllib.parse
-    import urllib.request
 
     import numpy as np
 
@@ -191,21 +211,18 @@ def run_latency(args: argparse.Namespace) -> None:
     flat = {m: faiss.IndexFlatIP(e.shape[1]) for m, e in index.embeddings.items()}
     for m, e in index.embeddings.items():
         flat[m].add(e)
-    times: dict[str, list[float]] = {k: [] for k in ("numpy_search", "faiss_search", "encode_text", "searcher_end_to_end", "http_end_to_end")}
+    times: dict[str, list[float]] = {k: [] for k in ("numpy_search", "faiss_search", "encode_text",
+                                                     "searcher_end_to_end", "http_end_to_end")}
     agree = 0
     for text in texts:  # interleaved: every method sees the same query under the same load
         q = encoder.encode("text", text)
-        t = time.perf_counter(); hits = index.search(q, args.k); times["numpy_search"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        faiss_rows = {m: flat[m].search(q[None, :], args.k)[1][0] for m in flat}
-        times["faiss_search"].append(time.perf_counter() - t)
+        hits = _timed(times["numpy_search"], index.search, q, args.k)
+        faiss_rows = _timed(times["faiss_search"], lambda q=q: {m: flat[m].search(q[None, :], args.k)[1][0] for m in flat})
         agree += all([h["row"] for h in hits[m]] == list(faiss_rows[m]) for m in flat)
-        t = time.perf_counter(); encoder.encode("text", text); times["encode_text"].append(time.perf_counter() - t)
-        t = time.perf_counter(); searcher.search("text", text, args.k); times["searcher_end_to_end"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        with urllib.request.urlopen(f"{url}/api/search?" + urllib.parse.urlencode({"text": text, "k": args.k})) as resp:
-            resp.read()
-        times["http_end_to_end"].append(time.perf_counter() - t)
+        _timed(times["encode_text"], encoder.encode, "text", text)
+        _timed(times["searcher_end_to_end"], searcher.search, "text", text, args.k)
+        query_url = f"{url}/api/search?" + urllib.parse.urlencode({"text": text, "k": args.k})
+        _timed(times["http_end_to_end"], _get, query_url)
     server.shutdown()
     out["latency"] = {k: _pct(v) for k, v in times.items()}
     out["top_k_identical_numpy_vs_faiss"] = f"{agree}/{len(texts)}"
@@ -221,11 +238,11 @@ def run_latency(args: argparse.Namespace) -> None:
         queries = gallery[rng.integers(0, n, 50)] + 0.01
         row: dict[str, list[float]] = {"numpy_build": [], "faiss_build": [], "numpy_query": [], "faiss_query": []}
         for _ in range(args.repeats):
-            t = time.perf_counter(); g = np.ascontiguousarray(gallery); row["numpy_build"].append(time.perf_counter() - t)
-            t = time.perf_counter(); fi = faiss.IndexFlatIP(meta["dim"]); fi.add(gallery); row["faiss_build"].append(time.perf_counter() - t)
+            g = _timed(row["numpy_build"], np.ascontiguousarray, gallery)
+            fi = _timed(row["faiss_build"], _faiss_flat, faiss, gallery)
             for q in queries:
-                t = time.perf_counter(); s = g @ q; np.argpartition(-s, args.k)[: args.k]; row["numpy_query"].append(time.perf_counter() - t)
-                t = time.perf_counter(); fi.search(q[None, :], args.k); row["faiss_query"].append(time.perf_counter() - t)
+                _timed(row["numpy_query"], lambda q=q, g=g: np.argpartition(-(g @ q), args.k)[: args.k])
+                _timed(row["faiss_query"], fi.search, q[None, :], args.k)
         scale[str(n)] = {"build_s_median": {k: round(statistics.median(row[k]), 4) for k in ("numpy_build", "faiss_build")},
                          "query": {k: _pct(row[k]) for k in ("numpy_query", "faiss_query")}}
     out["scale"] = scale

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 
 from mmcl.eval.retrieval import retrieval_metrics
-from mmcl.eval.robustness import (CORRUPTIONS, RobustnessEvaluator, add_noise_snr, add_typos, change_speed,
-                                  chance_at_k, drop_words)
+from mmcl.eval.robustness import (
+    CORRUPTIONS,
+    RobustnessEvaluator,
+    add_noise_snr,
+    add_typos,
+    chance_at_k,
+    change_speed,
+    drop_words,
+)
 
 
 def test_text_and_speech_corruptions_are_seeded_and_graded():

@@ -11,7 +11,14 @@ import pytest
 
 from mmcl.cli import main
 from mmcl.index.search import ChampionSearcher
-from mmcl.index.store import Index, StaleIndex, build_index, index_dir, open_champion_index, set_current_dataset
+from mmcl.index.store import (
+    Index,
+    StaleIndex,
+    build_index,
+    index_dir,
+    open_champion_index,
+    set_current_dataset,
+)
 from mmcl.registry_models import ModelRegistry
 from tests.mmcl.index.conftest import MD5_1
 
