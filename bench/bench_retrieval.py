@@ -123,7 +123,7 @@ def run_speech(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     metrics = _train(["name=r16-trimodal", f"seed={args.seeds[0]}", f"runs_dir={args.runs_dir}",
-                      f"train.max_epochs={args.epochs}", f"data.batch_size={args.batch_sizes[0]}"])
+                      f"train.max_epochs={args.epochs}", f"data.batch_size={args.batch_sizes[0]}", *args.set])
     train_s = time.perf_counter() - t0
     model, config = load_model(metrics["run_dir"])
     # the image and caption curves are the objectives run's (the same frozen towers); here speech and fusion
@@ -268,6 +268,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--faiss-path", default=None)
+    parser.add_argument("--set", action="append", default=[], help="speech: extra config override KEY=VALUE")
     parser.add_argument("--scale-sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
