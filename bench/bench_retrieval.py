@@ -251,9 +251,40 @@ def run_latency(args: argparse.Namespace) -> None:
     print(json.dumps(out, indent=2))
 
 
+def run_search(args: argparse.Namespace) -> None:
+    """Search only, on a built index (no model): its own rows as queries; numpy with the BLAS default threads,
+    numpy with 1 BLAS thread, FAISS IndexFlatIP with 1 thread, interleaved, `repeats` passes."""
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from mmcl.index.store import Index
+
+    if args.faiss_path:
+        sys.path.insert(0, args.faiss_path)
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    index = Index.load(args.index)
+    flat = {m: _faiss_flat(faiss, e) for m, e in index.embeddings.items()}
+    queries = index.embeddings["text"][:: max(1, len(index.embeddings["text"]) // args.queries)][: args.queries]
+    times: dict[str, list[float]] = {"numpy_blas_default": [], "numpy_blas_1_thread": [], "faiss_1_thread": []}
+    blas = [(i["internal_api"], i["num_threads"]) for i in threadpool_info()]
+    for _ in range(args.repeats):
+        for q in queries:
+            _timed(times["numpy_blas_default"], index.search, q, args.k)
+            with threadpool_limits(1):
+                _timed(times["numpy_blas_1_thread"], index.search, q, args.k)
+            _timed(times["faiss_1_thread"], lambda q=q: {m: f.search(q[None, :], args.k) for m, f in flat.items()})
+    out = {"index": str(args.index), "counts": index.meta["counts"], "blas": blas, "load_avg": os.getloadavg()[0],
+           "search_all_galleries": {k: _pct(v) for k, v in times.items()}}
+    _write(args.output, out)
+    print(json.dumps(out, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=("objectives", "speech", "latency"))
+    parser.add_argument("task", choices=("objectives", "speech", "latency", "search"))
+    parser.add_argument("--index", help="search: a built index folder")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--epochs", type=int, default=3)
@@ -272,7 +303,8 @@ def main() -> None:
     parser.add_argument("--scale-sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    {"objectives": run_objectives, "speech": run_speech, "latency": run_latency}[args.task](args)
+    tasks = {"objectives": run_objectives, "speech": run_speech, "latency": run_latency, "search": run_search}
+    tasks[args.task](args)
 
 
 if __name__ == "__main__":
