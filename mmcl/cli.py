@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "mmcl.data.cli",       # mmcl data ...
     "mmcl.demo",           # mmcl demo
     "mmcl.registry_cli",   # mmcl models {list,show,register,promote,rollback}; lineage kind "model"
+    "mmcl.index.cli",      # mmcl index build, mmcl search, mmcl serve
 ]
 
 

@@ -1,10 +1,11 @@
-"""`mmcl eval {sts,senteval,retrieval,geometry}` and `mmcl export`.
+"""`mmcl eval {sts,senteval,retrieval,geometry,robustness}` and `mmcl export`.
 
     python -m mmcl eval sts --model all-minilm-l6-v2 --output reports/sts.json          # + .md, .png
     python -m mmcl eval sts --model runs/demo-1a2b3c --sets stsb sickr --max-pairs 200 --output /tmp/s.json
     python -m mmcl eval senteval --model all-minilm-l6-v2 --tasks MR TREC --max-samples 500 --output t.json
     python -m mmcl eval retrieval --model runs/demo-1a2b3c --pair text:image --split test --output r.json
     python -m mmcl eval geometry --model all-minilm-l6-v2 --output g.json
+    python -m mmcl eval robustness --model runs/demo-1a2b3c --output robust.json          # + .md, .png
     python -m mmcl export --checkpoint runs/demo-1a2b3c --format sentence-transformers --output exported/demo
 
 Only argparse is imported at module level; torch & co. load inside the commands.
@@ -93,6 +94,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", default=None)
     p.set_defaults(func=run_retrieval)
 
+    p = tasks.add_parser("robustness", help="R@5 under corrupted queries and missing modalities (mmcl.eval.robustness)")
+    p.add_argument("--model", required=True, help="mmcl run dir or checkpoint")
+    p.add_argument("--corruptions", nargs="+", default=None, help="default: every one the model's towers allow")
+    p.add_argument("--split", default="test", choices=("test", "dev", "train", "none"))
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the queries")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruptions and the bootstrap")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--output", required=True, help="JSON path; .md and .png are written beside it")
+    p.add_argument("--label", default=None)
+    p.set_defaults(func=run_robustness)
+
     p = sub.add_parser("export", help="export a trained model (sentence-transformers, open_clip)")
     p.add_argument("--checkpoint", required=True, help="mmcl run dir, model.pt or .ckpt")
     p.add_argument("--format", required=True, choices=("sentence-transformers", "open_clip"))
@@ -180,6 +194,29 @@ def run_retrieval(args: argparse.Namespace) -> int:
     result["details"]["model"] = {"kind": "mmcl-checkpoint", "name": args.model}
     a, b = pair
     return _finish(result, args, "retrieval", [f"{a}2{b}/R@1", f"{b}2{a}/R@1", "rsum"])
+
+
+def run_robustness(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmcl.data.manifest import atomic_write_text, write_json
+    from mmcl.eval.embedders import configure_threads
+    from mmcl.eval.robustness import RobustnessEvaluator, markdown_table, plot_curves
+    from mmcl.train.checkpoint import load_model
+
+    configure_threads(args.threads)
+    evaluator = RobustnessEvaluator(args.split, args.data_dir, args.max_images, args.corruptions, args.bootstrap,
+                                    args.seed)  # data errors before the model loads
+    model, config = load_model(args.model)
+    result = evaluator(model, config)
+    result["details"]["model"] = args.label or args.model
+    out = Path(args.output)
+    write_json(out, result)
+    atomic_write_text(out.with_suffix(".md"), markdown_table(result) + "\n")
+    plot_curves({args.label or Path(args.model).name: result}, out.with_suffix(".png"), title=str(args.model))
+    print(json.dumps({"clean R@5": {n: round(c["points"][0]["R@5"], 1) for n, c in result["curves"].items()},
+                      "files": [str(out), str(out.with_suffix(".md")), str(out.with_suffix(".png"))]}))
+    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
