@@ -75,7 +75,7 @@ class PairedRows:
             raise DataError(source, f"{len(self.rows)} row descriptions for {len(a)} paired rows")
         bad = ~(np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1))
         if bad.any():
-            raise DataError(source, "embedding is NaN or infinite", row=int(np.flatnonzero(bad)[0]))
+            raise DataError(source, f"embedding row {int(np.flatnonzero(bad)[0])} (0-based) is NaN or infinite")
 
 
 def paired_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -292,7 +292,7 @@ def load_alignment_inputs(path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]
             raise DataError(path, f"array {m}_ids must hold one item id per row of {m!r} ({len(emb)})")
         bad = ~np.isfinite(emb).all(axis=1)
         if bad.any():
-            raise DataError(path, f"{m!r} embedding is NaN or infinite", row=int(np.flatnonzero(bad)[0]))
+            raise DataError(path, f"{m!r} embedding row {int(np.flatnonzero(bad)[0])} (0-based) is NaN or infinite")
         embeddings[m] = (emb.astype(np.float64), ids.astype(str))
         facts = {f: arrays[f"{m}_{f}"] for f in FACT_FIELDS if f"{m}_{f}" in arrays}
         for f, values in facts.items():
