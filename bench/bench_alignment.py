@@ -40,7 +40,7 @@ from mmcl.monitor.alignment import AlignmentSettings, PairedRows, alignment_drif
 from mmcl.monitor.detector import DriftSettings, detect_drift  # noqa: E402
 from mmcl.monitor.mmd import MmdSettings  # noqa: E402
 from mmcl.monitor.model_change import compare_models  # noqa: E402
-from mmcl.monitor.plots import plot_detection_curves  # noqa: E402
+from mmcl.monitor.plots import plot_alignment, plot_detection_curves  # noqa: E402
 from mmcl.monitor.sources import encode_images, encode_texts  # noqa: E402
 from mmcl.objectives import build_objective  # noqa: E402
 
@@ -48,7 +48,7 @@ BENCH = Path(__file__).resolve().parent
 ALPHA = 0.05
 LEVELS = (0.0, 0.02, 0.05, 0.10, 0.25)
 N_IMAGES = 120  # per side and repetition
-SECTIONS = ("power", "model_change", "promotions")
+SECTIONS = ("power", "null", "model_change", "promotions")
 
 
 class Features:
@@ -158,6 +158,8 @@ def power(f: Features, champion, reps: int, classifier_reps: int, drift_settings
                                   settings=AlignmentSettings(alpha=ALPHA, top_k=50, seed=rep))
             seconds.append(time.perf_counter() - start)
             counts["alignment"] += res["drift_detected"]
+            if rep == 0 and level == 0.10:  # what a person sees for a 10%-shuffled drop
+                plot_alignment(res, BENCH / "figures" / "alignment_example_10pct.png")
             n_bad = int(cur[2].sum())
             if n_bad:  # precision of the top-n_bad suspects (n_bad = number of truly shuffled rows, <= 50)
                 top = [s["row"] for s in res["pairs"]["text-image"]["suspects"][:min(n_bad, 50)]]
@@ -179,6 +181,23 @@ def power(f: Features, champion, reps: int, classifier_reps: int, drift_settings
         print(f"level {level:.2f}: {out[str(level)]['rates']} precision {out[str(level)]['suspect_precision_mean']}",
               flush=True)
     return out
+
+
+def null_calibration(f: Features, champion, reps: int) -> dict:
+    """False-alarm rate of the alignment test alone on `reps` more same-distribution splits (new seeds)."""
+    alarms, p_values = 0, []
+    for rep in range(reps):
+        rng = np.random.default_rng(900_000 + rep)
+        images = rng.permutation(f.held_out)
+        ref, cur = draw_drop(f, rng, images[:N_IMAGES], 0.0), draw_drop(f, rng, images[N_IMAGES:2 * N_IMAGES], 0.0)
+        res = alignment_drift({"text-image": paired(champion, f, *ref[:2])},
+                              {"text-image": paired(champion, f, *cur[:2])},
+                              settings=AlignmentSettings(alpha=ALPHA, seed=rep))
+        alarms += res["drift_detected"]
+        p_values.append(res["pairs"]["text-image"]["p_value"])
+    p = np.array(p_values)
+    return {"reps": reps, "false_alarm_rate": alarms / reps, "interval": wilson(alarms, reps),
+            "p_below": {str(a): float((p < a).mean()) for a in (0.01, 0.05, 0.1, 0.5)}}
 
 
 def probe_cka(f: Features, a: dict, b: dict) -> dict:
@@ -239,6 +258,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--reps", type=int, default=40)
+    parser.add_argument("--null-reps", type=int, default=400, help="extra same-distribution splits (alignment only)")
     parser.add_argument("--promotions", type=int, default=10)
     parser.add_argument("--drops-per-promotion", type=int, default=4)
     parser.add_argument("--classifier-reps", type=int, default=10, help="drops per level also given the classifier")
@@ -263,6 +283,8 @@ def main() -> None:
             curves["marginal classifier (captions)"][100 * float(level)] = r["rates"]["classifier"]
         plot_detection_curves(curves, BENCH / "figures" / "alignment_power.png", xlabel="% of drop's caption rows shuffled",
                               title=f"Detection rate, {args.reps} drops per level, {N_IMAGES} images x 5 captions a side")
+    if "null" in args.sections:
+        results["null"] = null_calibration(f, champion, args.null_reps)
     if "model_change" in args.sections:
         results["model_change"] = model_change(f, champion)
     if "promotions" in args.sections:

@@ -325,7 +325,7 @@ def embed_records_for_alignment(model_path, records, *, drop: str | dict[str, st
     if any(r.audio_path is None for r in records):
         modalities = [m for m in modalities if m != "audio"]
     data = config.get("data", {})
-    image = model.encoders.get("image")
+    image = model.encoders["image"] if "image" in model.encoders else None
     with torch.inference_mode():
         emb = embed_records(model, list(records), tuple(modalities),
                             image_transform=image.transform(train=False) if image is not None else None,
