@@ -2,8 +2,8 @@
 rows are among the named suspects, and training_data_aligned blocks trained_model until a person overrides.
 
 Real Dagster instance, GX, DVC, registry and a real trained model. The champion is trained here with
-configs/tiny.yaml made a little larger (150 images, 3 epochs; the tiny profile's 3-step model matches
-captions to images barely above chance) and registered + promoted in the real registry; the promotion asset
+configs/tiny.yaml on the versioned data with both towers frozen, 160 px images, 64-d heads, 10 epochs (the
+tiny profile's 3-step 64 px model matches captions to images barely above chance) and registered + promoted in the real registry; the promotion asset
 itself is not run: its stored value (what JsonIOManager would have written) is put in place, so the test
 exercises the alignment assets and gates and not the evaluation / promotion path.
 """
@@ -72,8 +72,9 @@ def champion(defs, instance, workspace):
     runs = workspace / "champion_runs"
     subprocess.run([sys.executable, "-m", "mmcl", "train", "--config", "configs/tiny.yaml",
                     "--set", "data.modalities=[text,image]", "--set", f"data.data_dir={version['train_view']}",
-                    "--set", "data.max_train_images=150", "--set", "train.max_epochs=3",
-                    "--set", "data.batch_size=32", "--set", f"runs_dir={runs}"],
+                    "--set", "model.encoders.text.freeze=true", "--set", "data.image_size=160",
+                    "--set", "model.encoders.image.options.image_size=160", "--set", "model.embed_dim=64",
+                    "--set", "train.max_epochs=10", "--set", "data.batch_size=32", "--set", f"runs_dir={runs}"],
                    check=True, capture_output=True, timeout=600)
     (run_dir,) = [p for p in runs.iterdir() if (p / "model.pt").is_file()]
     reg = ModelRegistry(workspace / "models")
