@@ -59,6 +59,19 @@ def _write_shuffled_drop(landing, name: str, seed: int = 7) -> set[str]:
     return {f"{chosen[i].image_id}#{k}" for (i, k), (j, _) in zip(moved, sources, strict=True) if i != j}
 
 
+def test_alignment_definitions(defs):
+    """The gate's pieces are in the code location: blocking checks, the job and the sensor that runs it."""
+    from orchestration.defs.monitoring.alignment import alignment_drift, training_data_aligned
+
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"alignment_reference", "champion_change", "alignment_drift"} <= keys
+    specs = {spec.name: spec for d in (alignment_drift, training_data_aligned) for spec in d.check_specs}
+    assert specs["no_alignment_drift"].blocking and specs["training_data_aligned"].blocking
+    assert specs["training_data_aligned"].asset_key == dg.AssetKey("teacher_scores")
+    assert "mmcl/alignment_override" in specs["training_data_aligned"].description
+    assert defs.resolve_sensor_def("alignment_drop_sensor").job_name == "alignment_check_job"
+
+
 @pytest.fixture(scope="module")
 def champion(defs, instance, workspace):
     """Two clean drops versioned, a champion trained on them, its alignment reference materialised."""
