@@ -112,8 +112,11 @@ def test_shuffled_drop_fails_names_rows_and_blocks_training(defs, instance, work
                           / "result.json").read_text())
     suspects = verdict["pairs"]["image-text"]["suspects"]  # top 20 rows, worst first
     precision = sum(s["row_id"] in shuffled for s in suspects) / len(suspects)
-    print(f"precision of the top {len(suspects)} suspects: {precision:.2f} ({len(shuffled)} rows shuffled)")
-    assert precision >= 0.5
+    base_rate = len(shuffled) / (SHUFFLED_RECORDS * 5)  # precision of a random ranking
+    print(f"precision of the top {len(suspects)} suspects: {precision:.2f} ({len(shuffled)} rows shuffled, "
+          f"random ranking {base_rate:.2f})")
+    # the tiny champion is weak (held-out text->image R@5 ~45% of 60 images): the bar is "far above random"
+    assert precision >= 3 * base_rate
     assert {"drop", "row_id", "caption", "image"} <= set(suspects[0])
     metadata = check.metadata
     assert "top_suspects" in metadata and "drop-shuffled/image-text/p_value" in metadata
