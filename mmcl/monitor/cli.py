@@ -6,9 +6,12 @@
         --current-groups cur_ids.txt --output out.json      # several rows per item: one row per item
     mmcl drift model-change --old old.npy --new new.npy --output change.json
     mmcl drift model-change --probe probe.txt --old-model runs/a --new-model runs/b --output change.json
+    mmcl drift alignment --reference ref.npz --current cur.npz --output align.json --plot align.png
 
 Inputs are .npy matrices [N, D] (same model for both sets) or, with --model, text files with one
 sentence per line embedded by that model (packaged short name, mmcl run dir/checkpoint or HF folder).
+`alignment` tests the paired similarities (caption-image, ...) of a drop against a reference's
+(mmcl/monitor/alignment.py); its .npz inputs hold `<modality>` [N, D] and `<modality>_ids` per row.
 With --workspace, every check also writes an Evidently Report (HTML) and snapshot into the local
 Evidently workspace (`evidently ui --workspace DIR` shows the history), appends to
 DIR/drift_history.jsonl and redraws DIR/drift_history.png.
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 ALL_METHODS = ("mmd", "classifier", "centroid")
@@ -69,6 +71,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     change.add_argument("--output", required=True)
     change.add_argument("--seed", type=int, default=0)
     change.set_defaults(func=run_model_change)
+    align = drift_sub.add_parser(
+        "alignment", help="paired-similarity (cross-modal alignment) drift of a drop against a reference"
+    )
+    align.add_argument("--reference", required=True, help=".npz: <modality> [N, D], <modality>_ids per row")
+    align.add_argument("--current", required=True, help=".npz of the drop, same model, same layout")
+    align.add_argument("--output", required=True, help="verdict JSON to write")
+    align.add_argument("--plot", help="PNG of the paired-similarity densities")
+    align.add_argument("--alpha", type=float, default=0.05)
+    align.add_argument("--permutations", type=int, default=999)
+    align.add_argument("--top-k", type=int, default=20, help="suspect rows named per pair")
+    align.add_argument("--seed", type=int, default=0)
+    align.add_argument("--fail-on-drift", action="store_true", help="exit 1 when alignment drift is detected")
+    align.set_defaults(func=run_alignment)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -125,10 +140,9 @@ def load_groups(path_str: str | None):
 
 
 def write_json(data: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # readers never see a half-written verdict
+    from mmcl.data.manifest import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")  # readers never see a half-written verdict
 
 
 def _settings(args: argparse.Namespace):
@@ -245,3 +259,28 @@ def run_model_change(args: argparse.Namespace) -> int:
         f"Procrustes similarity {result['procrustes_similarity']:.4f}; wrote {args.output}"
     )
     return 0
+
+
+def run_alignment(args: argparse.Namespace) -> int:
+    from mmcl.monitor.alignment import (
+        AlignmentSettings,
+        alignment_drift,
+        load_alignment_inputs,
+        pairs_from_embeddings,
+    )
+    from mmcl.monitor.plots import plot_alignment
+
+    settings = AlignmentSettings(alpha=args.alpha, n_permutations=args.permutations, seed=args.seed,
+                                 top_k=args.top_k)
+    reference = pairs_from_embeddings(*load_alignment_inputs(args.reference))
+    current = pairs_from_embeddings(*load_alignment_inputs(args.current))
+    result = {**alignment_drift(reference, current, settings=settings),
+              "reference": str(args.reference), "current": str(args.current)}
+    if args.plot:
+        result["plot"] = str(plot_alignment(result, Path(args.plot)))
+    write_json(result, Path(args.output))
+    summary = ", ".join(f"{n}: p={r['p_value']:.3g}{' DRIFT' if r['drift_detected'] else ''}"
+                        for n, r in result["pairs"].items())
+    verdict = "ALIGNMENT DRIFT" if result["drift_detected"] else "no alignment drift"
+    print(f"{verdict} ({result['decision_rule']}); {summary}; wrote {args.output}")
+    return 1 if (args.fail_on_drift and result["drift_detected"]) else 0

@@ -73,3 +73,16 @@ def compare_models(old: np.ndarray, new: np.ndarray, *, seed: int = 0, n_shuffle
         cos = (old * new).sum(1) / (np.linalg.norm(old, axis=1) * np.linalg.norm(new, axis=1))  # [N]
         result["raw_cosine_mean"] = float(cos.mean())
     return result
+
+
+def model_change_by_modality(old: dict[str, np.ndarray], new: dict[str, np.ndarray], *, seed: int = 0) -> dict:
+    """`compare_models` per modality of one probe set embedded by the old and by the new champion.
+
+    What a promotion records instead of a drift verdict: the reference embeddings are re-based on the new
+    model (drift is only ever tested between embeddings of one model), and how far the representation moved
+    is reported here, as a model change.
+    """
+    shared = sorted(set(old) & set(new))
+    if not shared:
+        raise UserError(f"model change: no modality embedded by both models (old {sorted(old)}, new {sorted(new)})")
+    return {"kind": "model_change", "modalities": {m: compare_models(old[m], new[m], seed=seed) for m in shared}}

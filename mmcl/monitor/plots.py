@@ -103,3 +103,27 @@ def plot_detection_curves(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_alignment(result: dict, path: str | Path) -> Path:
+    """Paired-similarity densities, reference vs current, one panel per pair (an alignment drift verdict)."""
+    pairs = result["pairs"]
+    plt, fig, axes = _axes(len(pairs), height=2.6)
+    for ax, (name, res) in zip(axes, sorted(pairs.items()), strict=True):
+        hist = res["histogram"]
+        edges = hist["edges"]
+        for side, colour in (("reference", "tab:blue"), ("current", "tab:red" if res["drift_detected"] else "tab:green")):
+            ax.stairs(hist[side], edges, label=side, color=colour, fill=side == "reference", alpha=0.5)
+        for s in res["suspects"][:10]:  # where the named suspects sit
+            ax.axvline(s["similarity"], color="black", linewidth=0.5, alpha=0.6)
+        verdict = "DRIFT" if res["drift_detected"] else "ok"
+        ax.set_title(f"{name}: {verdict}, p = {res['p_value']:.3g} (threshold {res['threshold']:.3g})", fontsize=9)
+        ax.set_ylabel("density", fontsize=8)
+        ax.legend(loc="upper left", fontsize=7)
+    axes[-1].set_xlabel("champion cosine of each pair (black ticks: top suspects)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
