@@ -254,7 +254,6 @@ def run_latency(args: argparse.Namespace) -> None:
 def run_search(args: argparse.Namespace) -> None:
     """Search only, on a built index (no model): its own rows as queries; numpy with the BLAS default threads,
     numpy with 1 BLAS thread, FAISS IndexFlatIP with 1 thread, interleaved, `repeats` passes."""
-    import numpy as np
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from mmcl.index.store import Index
