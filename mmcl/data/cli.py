@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--shifted", action="store_true", help="write one shifted drop instead (drift work)")
     sim.add_argument("--name", default="shift-0001", help="shifted drop name")
     sim.add_argument("--records", type=int, default=100, help="records in the shifted drop")
+    sim.add_argument("--topic", default=None, help="shifted drop: only triples with a caption holding this word "
+                                                   "(a topic shift with aligned pairs)")
     sim.add_argument("--caption-fraction", type=float, default=0.5, help="captions replaced by MR sentences")
     sim.add_argument("--corruption", choices=("blur", "noise", "none"), default="blur")
     sim.add_argument("--level", type=float, default=0.5, help="corruption level in [0, 1]")
@@ -121,7 +123,8 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     if args.shifted:
         corruption = None if args.corruption == "none" else args.corruption
-        drops = [simulate_shifted_drop(args.out, args.name, records=args.records, caption_fraction=args.caption_fraction,
+        drops = [simulate_shifted_drop(args.out, args.name, records=args.records, topic=args.topic,
+                                       caption_fraction=args.caption_fraction,
                                        corruption=corruption, level=args.level, seed=args.seed, root=args.data_dir)]
     else:
         drops = simulate_drops(args.out, n_drops=args.n_drops, per_drop=args.per_drop, seed=args.seed,

@@ -65,14 +65,20 @@ def simulate_drops(out_dir: str | os.PathLike, *, n_drops: int = 4, per_drop: in
 
 def simulate_shifted_drop(out_dir: str | os.PathLike, name: str, *, records: int = 100, caption_fraction: float = 0.5,
                           corruption: str | None = "blur", level: float = 0.5, seed: int = 0,
-                          root: str | os.PathLike | None = None) -> Path:
-    """Write one shifted drop: MR sentences for a fraction of captions, every image corrupted at `level`."""
+                          root: str | os.PathLike | None = None, topic: str | None = None) -> Path:
+    """Write one shifted drop: MR sentences for a fraction of captions, every image corrupted at `level`.
+
+    `topic`: draw only triples with a caption holding this word (e.g. "dog"), captions kept: the data moves
+    (a topic shift) while every caption still describes its image, so the drift is real and the pairs stay
+    aligned (the alignment gate lets it train, the drift test sees it)."""
     if not 0.0 <= caption_fraction <= 1.0 or not 0.0 <= level <= 1.0:
         raise UserError(f"caption_fraction and level must lie in [0, 1] (got {caption_fraction}, {level})")
     if corruption not in (None, *CORRUPTIONS):
         raise UserError(f"corruption must be one of {CORRUPTIONS} or none (got {corruption!r})")
     rng = random.Random(seed)
     pool = load_flickr_triples(root)
+    if topic:
+        pool = [t for t in pool if any(topic.lower() in c.lower().split() for c in t.captions)]
     if not 1 <= records <= len(pool):
         raise UserError(f"records must lie in [1, {len(pool)}] (got {records})")
     triples = rng.sample(pool, records)
@@ -89,6 +95,7 @@ def simulate_shifted_drop(out_dir: str | os.PathLike, name: str, *, records: int
             record["_image_transform"] = (corruption, level, seed * 1_000_003 + i)
         out.append(record)
     meta = {"name": name, "kind": "shifted", "source": FLICKR_DIR, "seed": seed, "caption_fraction": caption_fraction,
+            "topic": topic,
             "corruption": corruption, "level": level,
             "replaced_caption_ids": sorted(out[i]["id"] for i in replaced)}
     return write_drop(Path(out_dir) / name, out, meta)

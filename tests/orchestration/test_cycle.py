@@ -187,8 +187,10 @@ def test_failing_drift_check_triggers_retraining(defs, instance, workspace):
     drift_sensor = defs.get_sensor_def("drift_retrain_sensor")
     context = dg.build_sensor_context(instance=instance)
     assert isinstance(drift_sensor(context), dg.SkipReason)  # the last drift check passed
-    # every caption replaced by a movie-review sentence: the data the champion sees has moved
-    simulate_shifted_drop(workspace / "landing", "shift-0001", records=40, caption_fraction=1.0, corruption=None)
+    # a topic shift: only photos of dogs, each with its own captions; the data the champion sees has moved while
+    # the pairs stay aligned (so the alignment gate does not block the retrain the drift starts)
+    simulate_shifted_drop(workspace / "landing", "shift-0001", records=40, caption_fraction=0.0, corruption=None,
+                          topic="dog")
     result = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, raise_on_error=False)
     assert result.success
     drift = _check(result, "no_embedding_drift")

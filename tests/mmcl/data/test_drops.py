@@ -74,3 +74,16 @@ def test_shifted_drop_replaces_captions_and_corrupts_images(tmp_path, flickr_rec
         assert corrupted.shape == original.shape and 20 < np.abs(corrupted - original).mean() < 60
     with pytest.raises(UserError, match="corruption"):
         simulate_shifted_drop(tmp_path, "shift-bad", corruption="pixelate")
+
+
+def test_topic_shift_keeps_real_captions(tmp_path):
+    """A topic shift: only triples about the topic, each with its own captions (pairs stay aligned)."""
+    from mmcl.data.flickr import load_flickr_triples
+
+    drop = simulate_shifted_drop(tmp_path, "shift-dog", records=10, caption_fraction=0.0, corruption=None, topic="dog")
+    rows = [json.loads(line) for line in (drop / "manifest.jsonl").read_text().splitlines()]
+    truth = {r.image_id: r.captions for r in load_flickr_triples()}
+    assert len(rows) == 10
+    for row in rows:
+        assert any("dog" in c.lower().split() for c in row["captions"])
+        assert tuple(row["captions"]) == tuple(truth[row["group"]])  # the image's own captions
