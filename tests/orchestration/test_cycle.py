@@ -143,20 +143,25 @@ def test_worse_challenger_is_not_promoted(cycle, defs, instance, workspace):
     assert "worse" in gate.description
 
 
-def test_new_drop_triggers_the_sensor(defs, instance, workspace):
+def test_new_drop_triggers_the_sensor(instance, tmp_path):
+    from orchestration.definitions import build_defs
+
+    # its own landing zone: the module's workspace holds whatever drops the other tests landed, in any order
+    defs = build_defs(workspace=str(tmp_path), profile="tiny")
+    land_clean_drops(tmp_path, 1, 2)
     sensor = defs.get_sensor_def("new_drop_sensor")
     context = dg.build_sensor_context(instance=instance, resources={"workspace": defs.resources["workspace"]})
     first = sensor(context)  # drops 1-2 are in the landing zone: seen once, as new
     assert isinstance(first, dg.RunRequest) and "drop-0002" in first.run_key
     assert isinstance(sensor(context), dg.SkipReason)  # nothing new since: no second run
-    land_clean_drops(workspace, 3, 3)
+    land_clean_drops(tmp_path, 3, 3)
     request = sensor(context)
     assert isinstance(request, dg.RunRequest) and request.run_key == "drops:drop-0003"
     assert sensor.job_name == "ingest_job"
     assert json.loads(context.cursor) == ["drop-0001", "drop-0002", "drop-0003"]
 
 
-def test_failing_drift_check_triggers_retraining(defs, instance, workspace):
+def test_failing_drift_check_triggers_retraining(cycle, defs, instance, workspace):  # cycle: a champion
     from mmcl.data.drops import simulate_shifted_drop
 
     drift_sensor = defs.get_sensor_def("drift_retrain_sensor")
