@@ -30,6 +30,13 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check mmcl orchestration tests bench
 
+# The UI works on the same instance, workspace and profile as the demo: `make ui MMCL_PROFILE=tiny ...` (the
+# demo prints the exact command). Bound to 127.0.0.1: nothing outside this machine reaches it.
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+MMCL_WORKSPACE ?= $(CURDIR)/.mmcl_workspace
+MMCL_PROFILE ?= demo
+UI_PORT ?= 3000
 ui: venv
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(PY) -m orchestration.instance
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -m orchestration.definitions
+	DAGSTER_HOME=$(DAGSTER_HOME) $(PY) -m orchestration.instance
+	DAGSTER_HOME=$(DAGSTER_HOME) MMCL_WORKSPACE=$(MMCL_WORKSPACE) MMCL_PROFILE=$(MMCL_PROFILE) \
+	  $(VENV)/bin/dagster dev -h 127.0.0.1 -p $(UI_PORT) -m orchestration.definitions

@@ -37,7 +37,6 @@ def direct_cycle(ws: MmclWorkspace, profile: MmclProfile) -> None:
     from mmcl.data.shards import export_flickr_layout
     from mmcl.data.versioning import version_dataset
     from mmcl.lineage import record_key
-    from mmcl.objectives.teacher import cached_teacher_embeddings, sentence_encoder
     from mmcl.validate.gate import Areas, run_gate
     from mmcl.validate.report import write_report
     from orchestration.defs.evaluation.protocols import evaluate
@@ -58,19 +57,19 @@ def direct_cycle(ws: MmclWorkspace, profile: MmclProfile) -> None:
     DvcRepo(ws.path()).run("status", "--cloud", "--json", "dataset.dvc")
     view = ws.path("train_views", record_key(record["md5"]))
     export_flickr_layout(ws.dataset, view)
-    from mmcl.data.flickr import load_flickr_triples
+    from mmcl.config import load_config
+    from mmcl.train.teachers import prepare_teacher
 
-    records = load_flickr_triples(view)
-    ids = [f"{r.image_id}#{k}" for r in records for k in range(len(r.captions))]
-    cached_teacher_embeddings(ids, [c for r in records for c in r.captions], sentence_encoder(profile.teacher),
-                              name=f"{profile.teacher}-text", cache_dir=ws.path("cache", "teacher"), progress=False)
     sets = [*profile.train_overrides, f"data.data_dir={view}", f"runs_dir={ws.path('runs')}"]
+    # what teacher_scores does: the profile config's teacher, if it has one, under training's cache key
+    prepare_teacher(load_config(REPO_ROOT / profile.train_config,
+                                [*sets, f"data.teacher.cache_dir={ws.path('cache', 'teacher')}"]).data)
     done = subprocess.run([sys.executable, "-m", "mmcl", "train", "--config", str(REPO_ROOT / profile.train_config),
                            *[a for s in sets for a in ("--set", s)]], cwd=REPO_ROOT, env={**os.environ, **ws.child_env()},
                           capture_output=True, text=True, check=True)
     run_dir = json.loads(done.stdout.strip().splitlines()[-1])["run_dir"]
     model_id = Path(run_dir).name
-    record_training(ws, model_id, run_dir, record["md5"], {"teacher": profile.teacher})
+    record_training(ws, model_id, run_dir, record["md5"])
     mmcl = MmclCli(mode="inprocess")
     for kind in ("retrieval", "senteval", "sts"):
         evaluate(kind, model_id, ws, profile, mmcl, None)

@@ -238,7 +238,8 @@ def _check_semantics(cfg: RunConfig) -> None:
 
 def _check_text_only(data: DataConfig) -> None:
     """Text-only batches and the teacher: known names, and nothing that silently does nothing."""
-    from mmcl.data.text_corpus import CORPUS_SOURCES  # lazy: config stays importable without data code
+    if data.text_corpus:  # lazy, and only when needed: the data code imports torch (seconds)
+        from mmcl.data.text_corpus import CORPUS_SOURCES
 
     for source in data.text_corpus:
         if source not in CORPUS_SOURCES:

@@ -84,18 +84,23 @@ class LineageStore:
 
 
 def git_revision(cwd: str | os.PathLike = ".") -> dict[str, Any]:
-    """{"rev": HEAD sha or None, "dirty": bool or None} of the repository around cwd."""
+    """{"rev": HEAD sha or None, "dirty": bool or None, "reason": why there is no revision (only then)} of the
+    repository around cwd."""
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
 
     try:
         head = git("rev-parse", "HEAD")
         status = git("status", "--porcelain", "--untracked-files=no")
-    except OSError:
-        return {"rev": None, "dirty": None}
+    except OSError as exc:
+        return {"rev": None, "dirty": None, "reason": f"git cannot run here ({exc.strerror})"}
     rev = head.stdout.strip() if head.returncode == 0 else None
     dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
-    return {"rev": rev, "dirty": dirty}
+    out: dict[str, Any] = {"rev": rev, "dirty": dirty}
+    if rev is None:
+        said = (head.stderr.strip().splitlines() or ["no commit"])[-1].removeprefix("fatal: ")
+        out["reason"] = f"{Path(cwd).resolve()}: {said}"
+    return out
 
 
 def dataset_record(md5: str, dataset_dir: str | os.PathLike, info: dict[str, Any],

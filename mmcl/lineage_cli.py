@@ -3,6 +3,8 @@
     mmcl lineage dataset 8f6fa402            a dataset version by DVC md5 (full, with .dir, or a prefix)
     mmcl lineage dataset 8f6fa402 --json     the record as JSON
     mmcl lineage list dataset                every dataset version recorded
+    mmcl lineage model demo-trimodal-1a2b3c  a model: data, code, config, teacher, evaluations, overrides
+    mmcl lineage list model                  every model recorded
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    import mmcl.model_card  # noqa: F401  (registers the `model` kind, so the help lists it)
     from mmcl.lineage import KINDS
 
     parser = subparsers.add_parser("lineage", help="where a dataset version (or model) came from",
@@ -24,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import mmcl.model_card  # noqa: F401  (the `model` kind's formatter)
     from mmcl.lineage import FORMATTERS, LineageStore
 
     store = LineageStore(args.store)

@@ -59,7 +59,8 @@ def model_lineage(model_id: str, run_dir: str | Path, *, dataset: dict[str, Any]
 
     Args:
         dataset: the dataset version's lineage record (mmcl.lineage.dataset_record), summarised here.
-        teacher: what the KDMCSE teacher was (name, embedding file, shape), or None.
+        teacher: what the KDMCSE teacher was (name, embedding files, shape); default: what training recorded
+            in metrics.json (None when the objective read no teacher).
         training: training metrics; default: the run's metrics.json without the per-step detail.
         code: {"rev", "dirty", "mmcl_sha256"}; default: measured now from the checkout.
     """
@@ -69,6 +70,8 @@ def model_lineage(model_id: str, run_dir: str | Path, *, dataset: dict[str, Any]
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
         training = {k: metrics.get(k) for k in ("global_step", "epochs", "fit_seconds", "train_samples_per_second",
                                                 "splits", "resumed_from_step")}
+        if teacher is None:  # the teacher training actually read (None when its objective uses none)
+            teacher = metrics.get("teacher")
     if code is None:
         code = {**git_revision(REPO_ROOT), "mmcl_sha256": mmcl_source_sha256()}
     config_hash = (run / "config_hash.txt").read_text().strip() if (run / "config_hash.txt").is_file() else None
@@ -130,9 +133,9 @@ def render_model_card(record: dict[str, Any], registry_entry: dict[str, Any] | N
         f"- Validation: {((data.get('validation') or {}).get('totals'))}; rejected drops: "
         f"{[d.get('drop') for d in (data.get('validation') or {}).get('rejected_drops', [])] or 'none'}",
         f"- Rows: {data.get('row_counts')}", "",
-        "## Teacher", f"- {json.dumps(record.get('teacher')) if record.get('teacher') else 'none'}", "",
+        "## Teacher", *_teacher_lines(record), "",
         "## Evaluation", "| evaluation | figures | protocol |", "|---|---|---|", *_eval_lines(record.get("evaluation", {})),
-        "", "## Code", f"- git revision {code.get('rev') or '(none)'}{' (dirty tree)' if code.get('dirty') else ''}",
+        "", "## Code", f"- git revision {code.get('rev') or '(none: ' + str(code.get('reason', 'unknown')) + ')'}{' (dirty tree)' if code.get('dirty') else ''}",
         f"- mmcl sources sha256 {code.get('mmcl_sha256')}", "",
         "## Resolved config", "```yaml", yaml.safe_dump(cfg, sort_keys=False).rstrip(), "```", ""]
     return "\n".join(lines)
@@ -142,6 +145,22 @@ def write_model_card(record: dict[str, Any], path: str | Path, registry_entry: d
     path = Path(path)
     atomic_write_text(path, render_model_card(record, registry_entry))
     return path
+
+
+def _teacher_line(record: dict[str, Any]) -> str:
+    teacher = record.get("teacher")
+    if not teacher:
+        objective = ((record.get("config") or {}).get("objective") or {}).get("name")
+        return f"none (objective {objective} trained without a teacher)"
+    return f"{teacher.get('name')} ({teacher.get('model', '')})"
+
+
+def _teacher_lines(record: dict[str, Any]) -> list[str]:
+    teacher = record.get("teacher")
+    lines = [f"- {_teacher_line(record)}"]
+    for modality, file in sorted(((teacher or {}).get("files") or {}).items()):
+        lines.append(f"- {modality} rows read by training: `{file}`")
+    return lines
 
 
 def format_model(record: dict[str, Any]) -> str:
@@ -154,7 +173,7 @@ def format_model(record: dict[str, Any]) -> str:
              f"mmcl sha256 {str(code.get('mmcl_sha256'))[:16]}",
              f"  config: hash {record.get('config_hash')}, objective "
              f"{((record.get('config') or {}).get('objective') or {}).get('name')}",
-             f"  teacher: {(record.get('teacher') or {}).get('name', 'none')}"]
+             f"  teacher: {_teacher_line(record)}"]
     for kind, summary in sorted((record.get("evaluation") or {}).items()):
         scalars = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         lines.append(f"  eval {kind}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in scalars.items()))

@@ -38,8 +38,10 @@ DEFAULT_STORE = "models"
 REGISTRY_FILE = "registry.json"
 SCHEMA_VERSION = 1
 CHALLENGER, CHAMPION, RETIRED, ROLLED_BACK = "challenger", "champion", "retired", "rolled_back"
-# metric -> how much worse than the champion a challenger may be (same units as the metric)
-DEFAULT_TOLERANCES = {"sts_avg": 1.0, "retrieval_rsum": 10.0}
+# metric -> how much worse than the champion a challenger may be (same units as the metric): the margin of
+# the paired test. 0: a challenger is refused only when shown worse at the gate's confidence.
+DEFAULT_TOLERANCES = {"sts_avg": 0.0, "retrieval_rsum": 0.0}
+DEFAULT_CONFIDENCE = 0.95
 
 
 class PromotionRefused(UserError):
@@ -55,9 +57,10 @@ class MetricComparison:
     metric: str
     challenger: float | None
     champion: float | None
-    tolerance: float
+    tolerance: float  # the margin: how much worse than the champion is still acceptable
     passed: bool
     reason: str
+    paired: dict[str, Any] | None = None  # the paired bootstrap decision (mmcl.promotion), when items exist
 
 
 @dataclass
@@ -86,12 +89,23 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def compare_metric(metric: str, challenger: dict[str, Any] | None, champion: dict[str, Any] | None,
-                   tolerance: float) -> MetricComparison:
-    """One gated metric: the challenger passes if challenger >= champion - tolerance, under the same protocol.
+def items_file(source: str | None) -> Path | None:
+    """The per-item results written beside an evaluation report (<stem>.items.npz), if any."""
+    if not source:
+        return None
+    path = Path(source).with_suffix(".items.npz")
+    return path if path.is_file() else None
 
-    A challenger with no (or a non-finite) value fails: it cannot show it is not worse. A champion
-    without the metric does not gate it (nothing to compare to), which the reason says.
+
+def compare_metric(metric: str, challenger: dict[str, Any] | None, champion: dict[str, Any] | None,
+                   tolerance: float, confidence: float = 0.95) -> MetricComparison:
+    """One gated metric of the challenger against the champion, under the same protocol.
+
+    When both evaluations left their per-item results, the decision is the paired bootstrap of
+    mmcl.promotion: the challenger fails only if it is worse than the champion by more than `tolerance`
+    at `confidence`. Otherwise (an evaluation without items) it falls back to the point comparison
+    challenger >= champion - tolerance, and says so. A challenger with no (or a non-finite) value fails: it
+    cannot show it is not worse. A champion without the metric does not gate it, which the reason says.
     """
     new = _finite((challenger or {}).get("value"))
     old = _finite((champion or {}).get("value"))
@@ -103,10 +117,19 @@ def compare_metric(metric: str, challenger: dict[str, Any] | None, champion: dic
         return MetricComparison(metric, new, old, tolerance, False,
                                 f"protocols differ ({challenger.get('protocol')!r} vs {champion.get('protocol')!r}):"
                                 " re-evaluate the champion under the challenger's protocol")
+    mine, theirs = items_file(challenger.get("source")), items_file(champion.get("source"))
+    if mine and theirs:
+        from mmcl.promotion import COMPARATORS, compare_items
+
+        if metric in COMPARATORS:
+            decision = compare_items(metric, theirs, mine, confidence=confidence, margin=tolerance)
+            return MetricComparison(metric, new, old, tolerance, decision.passed, decision.reason(),
+                                    decision.to_dict())
     passed = new >= old - tolerance
     verdict = "not worse" if passed else "worse"
     return MetricComparison(metric, new, old, tolerance, passed,
-                            f"{new:.2f} vs champion {old:.2f} (tolerance {tolerance:g}): {verdict}")
+                            f"{new:.2f} vs champion {old:.2f} (tolerance {tolerance:g}, point comparison: no "
+                            f"per-item results to test): {verdict}")
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -188,23 +211,30 @@ class ModelRegistry:
             entry = self.entry(model_id, state)
             entry["metrics"][metric] = {"value": _finite(value), "protocol": protocol, "source": source, "at": _now()}
 
-    def gate(self, model_id: str, tolerances: dict[str, float] | None = None) -> GateResult:
-        """Compare `model_id` with the current champion on every gated metric (no change made)."""
-        tolerances = DEFAULT_TOLERANCES if tolerances is None else tolerances
+    def gate(self, model_id: str, tolerances: dict[str, float] | None = None,
+             confidence: float = DEFAULT_CONFIDENCE) -> GateResult:
+        """Compare `model_id` with the current champion on every gated metric (no change made).
+
+        `tolerances` names the metrics to gate and their margins; a metric left out keeps its default
+        margin (`--tolerance sts_avg=1` never drops the RSUM gate). `confidence` is the whole gate's: each
+        of the m metrics is decided at 1 - (1 - confidence) / m (Bonferroni), so a challenger as good as the
+        champion is rejected with probability at most 1 - confidence."""
+        tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+        per_metric = 1.0 - (1.0 - confidence) / max(1, len(tolerances))
         state = self.read()
         challenger = self.entry(model_id, state)
         champ_id = state["champion"]
         if champ_id is None or champ_id == model_id:
             return GateResult(model_id, champ_id, True)
         champion = state["models"][champ_id]
-        comparisons = [compare_metric(m, challenger["metrics"].get(m), champion["metrics"].get(m), tol)
+        comparisons = [compare_metric(m, challenger["metrics"].get(m), champion["metrics"].get(m), tol, per_metric)
                        for m, tol in tolerances.items()]
         return GateResult(model_id, champ_id, all(c.passed for c in comparisons), comparisons)
 
     def promote(self, model_id: str, tolerances: dict[str, float] | None = None, *, force: bool = False,
-                reason: str | None = None) -> GateResult:
+                reason: str | None = None, confidence: float = DEFAULT_CONFIDENCE) -> GateResult:
         """Make `model_id` the champion if the gate passes (or `force`); raises PromotionRefused otherwise."""
-        gate = self.gate(model_id, tolerances)
+        gate = self.gate(model_id, tolerances, confidence)
         if not gate.passed and not force:
             with self._edit() as state:
                 state["events"].append({"time": _now(), "action": "refused", "model": model_id,

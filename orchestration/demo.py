@@ -58,7 +58,7 @@ def run_job(defs, instance, name: str, tags: dict[str, str]):
     return result.success and not failed
 
 
-def report(ws) -> None:
+def report(ws, profile: str = "demo") -> None:
     from mmcl.registry_models import ModelRegistry
     from orchestration.helpers import stored_value
 
@@ -82,7 +82,8 @@ def report(ws) -> None:
     if drift.get("report"):
         print(f"  drift report     {drift['report']}  (history: evidently ui --workspace {ws.path('monitoring', 'evidently')})")
     print(f"  workspace        {ws.path()}   (DVC remote {ws.path('.dvc', 'local-remote')})")
-    print(f"  Dagster UI       make ui  (DAGSTER_HOME={os.environ['DAGSTER_HOME']}) -> http://127.0.0.1:3000")
+    print(f"  Dagster UI       make ui DAGSTER_HOME={os.environ['DAGSTER_HOME']} MMCL_WORKSPACE={ws.path()} "
+          f"MMCL_PROFILE={profile}   -> http://127.0.0.1:3000")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if ok:
         print(f"landed {land(ws.landing, args.drops + 1, args.drops + 1, args.per_drop)}", flush=True)
         ok = run_job(defs, instance, "ingest_job", {"mmcl/trigger": "demo"})
-    report(ws)
+    report(ws, args.profile)
     instance.dispose()
     return 0 if ok else 1
 

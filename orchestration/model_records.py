@@ -25,15 +25,15 @@ def write_card(workspace: MmclWorkspace, record: dict[str, Any]) -> str:
     return str(write_model_card(record, card_path(workspace, record["model"]), entry))
 
 
-def record_training(workspace: MmclWorkspace, model_id: str, run_dir: str, dataset_md5: str,
-                    teacher: dict[str, Any] | None) -> str:
-    """Register the run as a challenger and write its lineage + card; returns the card path."""
+def record_training(workspace: MmclWorkspace, model_id: str, run_dir: str, dataset_md5: str) -> str:
+    """Register the run as a challenger and write its lineage + card (the teacher is the one training
+    recorded in its metrics.json, if any); returns the card path."""
     from mmcl.lineage import LineageStore
     from mmcl.model_card import model_lineage
 
     dataset = LineageStore(workspace.lineage).read("dataset", dataset_md5)
     registry(workspace).register(model_id, run_dir, dataset_md5=dataset_md5)
-    return write_card(workspace, model_lineage(model_id, run_dir, dataset=dataset, teacher=teacher))
+    return write_card(workspace, model_lineage(model_id, run_dir, dataset=dataset))
 
 
 def record_evaluation(workspace: MmclWorkspace, model_id: str, kind: str, summary: dict[str, Any],

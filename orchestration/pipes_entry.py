@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -28,6 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--config", required=True)
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     train.add_argument("--fresh", action="store_true")
+    train.add_argument("--error-file", default=None,
+                       help="where a permanent error (bad config or data: mmcl.errors.UserError) is written as JSON, "
+                            "so the launcher fails at once with its message instead of retrying")
     return parser.parse_args(argv)
 
 
@@ -72,18 +76,38 @@ def is_reporting_rank(environ: dict[str, str] | None = None) -> bool:
     return all(env.get(name, "0") in ("", "0") for name in RANK_VARIABLES)
 
 
+PERMANENT_ERROR_EXIT = 2  # the exit code of a permanent error (as `mmcl` itself uses for UserError)
+
+
+def _write_error(path: str | None, exc: Exception) -> None:
+    if path:
+        from mmcl.data.manifest import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps({"kind": type(exc).__name__, "message": str(exc)}) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
-    if not is_reporting_rank():  # a DDP rank other than 0: train (the collectives need it), report nothing
-        run_train(args, None)
-        return 0
-    if not PipesEnvVarParamsLoader().is_dagster_pipes_process():  # by hand: train and print, no Dagster
-        print(json.dumps(run_train(args, None), indent=2))
-        return 0
-    with open_dagster_pipes() as pipes:
-        run_train(args, pipes)
+    from mmcl.errors import UserError
+
+    try:
+        if not is_reporting_rank():  # a DDP rank other than 0: train (the collectives need it), report nothing
+            run_train(args, None)
+        elif not PipesEnvVarParamsLoader().is_dagster_pipes_process():  # by hand: train and print, no Dagster
+            print(json.dumps(run_train(args, None), indent=2))
+        else:
+            with open_dagster_pipes() as pipes:
+                try:
+                    run_train(args, pipes)
+                except UserError as exc:
+                    pipes.log.error(f"{type(exc).__name__}: {exc}")
+                    raise
+    except UserError as exc:  # a bad config or bad data: retrying cannot help, and the message is the answer
+        _write_error(args.error_file, exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return PERMANENT_ERROR_EXIT
     return 0
 
 

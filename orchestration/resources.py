@@ -97,7 +97,6 @@ class MmclProfile(dg.ConfigurableResource):
         default=0.2, description="a GX check blocks the pipeline (ERROR) when it quarantines more than this "
                                  "fraction of the new rows; fewer failing rows are quarantined with a WARN")
     shard_size: int = Field(default=256, description="records per tar shard of a dataset version")
-    teacher: str = Field(default="all-minilm-l6-v2", description="frozen text teacher (KDMCSE similarities)")
     sts_sets: list[str] = Field(default=["sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr"],
                                    description="STS sets of sts_eval")
     sts_max_pairs: int | None = Field(default=None, description="first N pairs per STS subset (None: all)")
@@ -107,8 +106,12 @@ class MmclProfile(dg.ConfigurableResource):
     senteval_folds: int = Field(default=5, description="cross-validation folds")
     retrieval_pair: str = Field(default="text:image", description="modalities of retrieval_eval")
     retrieval_max_images: int | None = Field(default=None, description="first N test images (None: all)")
-    sts_tolerance: float = Field(default=1.0, description="promotion: STS avg may be this much below the champion")
-    rsum_tolerance: float = Field(default=10.0, description="promotion: RSUM may be this much below the champion")
+    sts_tolerance: float = Field(default=0.0, description="promotion margin: a challenger is refused when its STS "
+                                                          "avg is shown (paired bootstrap) to be more than this below "
+                                                          "the champion's")
+    rsum_tolerance: float = Field(default=0.0, description="promotion margin of RSUM, as sts_tolerance")
+    promotion_confidence: float = Field(default=0.95, description="confidence of the promotion gate (both metrics "
+                                                                  "together, Bonferroni)")
     probe_max_rows: int = Field(default=1000, description="reference set size (captions) for drift")
     drift_alpha: float = Field(default=0.05, description="drift test level")
     drift_permutations: int = Field(default=500, description="MMD pooled permutations")

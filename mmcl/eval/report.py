@@ -180,6 +180,13 @@ def write_report(
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = {"json": out, "md": out.with_suffix(".md"), "png": out.with_suffix(".png")}
+    per_item = result.get("per_item")
+    result = {k: v for k, v in result.items() if k != "per_item"}
+    if per_item:  # per query / pair arrays beside the figures: <stem>.items.npz (mmcl.promotion reads them)
+        import numpy as np
+
+        paths["items"] = out.with_suffix(".items.npz")
+        np.savez(paths["items"], **per_item)
     paths["json"].write_text(json.dumps(_clean(result), indent=2) + "\n")
     if kind == "sts":
         keys = [s for s in STS_SETS if s in result] + ["avg"]

@@ -49,6 +49,23 @@ def _first_positive_and_ap(sim: np.ndarray, pos: np.ndarray, ties: str) -> tuple
     return first, ap
 
 
+def query_ranks(sim: np.ndarray, pos: np.ndarray, ties: str = "pessimistic",
+                chunk: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows with a positive [q], their first-positive rank [q], their AP [q]) of sim [Q, G] / pos [Q, G].
+
+    The per-query ranks are what a paired comparison of two models on the same queries resamples."""
+    rows = np.flatnonzero(pos.any(axis=1))
+    if rows.size == 0:
+        raise ValueError("no query has a positive in the gallery")
+    firsts, aps = [], []
+    for start in range(0, rows.size, chunk):  # bounded memory: [chunk, G] at a time
+        r = rows[start : start + chunk]
+        first, ap = _first_positive_and_ap(sim[r], pos[r], ties)
+        firsts.append(first)
+        aps.append(ap)
+    return rows, np.concatenate(firsts), np.concatenate(aps)
+
+
 def retrieval_metrics_from_similarity(
     sim: Any, positives: Any, *, ks: tuple[int, ...] = KS, ties: str = "pessimistic", chunk: int = 1024
 ) -> dict[str, float]:
@@ -63,16 +80,7 @@ def retrieval_metrics_from_similarity(
         raise ValueError("similarity matrix contains NaN or inf")
     if ties not in ("pessimistic", "optimistic"):
         raise ValueError(f"ties must be 'pessimistic' or 'optimistic', not {ties!r}")
-    rows = np.flatnonzero(pos.any(axis=1))
-    if rows.size == 0:
-        raise ValueError("no query has a positive in the gallery")
-    firsts, aps = [], []
-    for start in range(0, rows.size, chunk):  # bounded memory: [chunk, G] at a time
-        r = rows[start : start + chunk]
-        first, ap = _first_positive_and_ap(sim[r], pos[r], ties)
-        firsts.append(first)
-        aps.append(ap)
-    first, ap = np.concatenate(firsts), np.concatenate(aps)
+    rows, first, ap = query_ranks(sim, pos, ties, chunk)
     out = {f"R@{k}": 100.0 * float((first <= k).mean()) for k in ks}
     out["rsum"] = float(sum(out[f"R@{k}"] for k in ks))
     out.update(
@@ -198,6 +206,14 @@ class RetrievalEvaluator:
         metrics: dict[str, Any] = bidirectional_retrieval_metrics(
             emb_a, emb_b, ids_a, ids_b, names=(f"{a}2{b}", f"{b}2{a}")
         )
+        # per query: its group (image id) and first-positive rank, for paired comparisons of two models
+        sim, pos = _similarity_and_positives(emb_a, emb_b, ids_a, ids_b)
+        per_item: dict[str, np.ndarray] = {}
+        for name, sim_d, pos_d, qids in ((f"{a}2{b}", sim, pos, ids_a), (f"{b}2{a}", sim.T, pos.T, ids_b)):
+            rows, first, _ = query_ranks(sim_d, pos_d)
+            per_item[f"{name}/group"] = np.asarray(_as_numpy(qids)[rows]).astype(str)
+            per_item[f"{name}/rank"] = first.astype(np.int64)
+        metrics["per_item"] = per_item
         metrics["details"] = {
             "split": self.split,
             "n_images": len(self.records),

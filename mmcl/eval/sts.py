@@ -122,6 +122,10 @@ class StsEvaluator:
         sets = {name: self._score_set(subsets, emb, row) for name, subsets in self.data.items()}
         total_pairs = sum(s["n_pairs"] for s in sets.values())
         result: dict[str, Any] = {name: sets[name]["all"]["spearman"] for name in self.data}
+        # per pair (the subsets of a set concatenated, as for its "all" figure): gold and predicted similarity,
+        # for paired comparisons of two models on the same pairs
+        result["per_item"] = {f"{name}/{kind}": sets[name].pop(f"_{kind}") for name in self.data
+                              for kind in ("gold", "pred")}
         result["avg"] = float(np.mean([result[name] for name in self.data]))
         result["details"] = {
             "metric": "Spearman x100 of cosine similarity vs gold (SentEval 'all' for STS12-16)",
@@ -160,6 +164,8 @@ class StsEvaluator:
             preds.append(pred)
         return {
             **_aggregate(per_subset, golds, preds),
+            "_gold": np.concatenate(golds).astype(np.float64),
+            "_pred": np.concatenate(preds).astype(np.float64),
             "n_pairs": sum(s["n_pairs"] for s in per_subset.values()),
             "n_skipped": sum(s["n_skipped"] for s in per_subset.values()),
             "subsets": per_subset,

@@ -44,6 +44,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MMCL_CACHE_DIR", Path.cwd() / ".mmcl_cache")) / "teacher"
 
 
+def teacher_cache_file(name: str, ids: Sequence[str], contents: Sequence[str],
+                       cache_dir: str | Path | None = None) -> Path:
+    """The one cache key of teacher embeddings: `<cache_dir>/<name>-<fingerprint[:20]>.npy`. Whoever prepares a
+    teacher cache (the Dagster asset) and whoever reads it (training) call this, so they name the same file."""
+    return Path(cache_dir or default_cache_dir()) / f"{name}-{dataset_fingerprint(ids, contents)[:20]}.npy"
+
+
 def _encode_all(contents: list[str], encode: EncodeFn, batch_size: int, progress: bool) -> np.ndarray:
     chunks = []
     for start in tqdm(range(0, len(contents), batch_size), desc="teacher embeddings", disable=not progress):
@@ -70,7 +77,7 @@ def cached_teacher_embeddings(
         name: the teacher's identity (model + modality); part of the cache key.
     """
     order = sorted(range(len(ids)), key=lambda i: (ids[i], contents[i]))
-    path = Path(cache_dir or default_cache_dir()) / f"{name}-{dataset_fingerprint(ids, contents)[:20]}.npy"
+    path = teacher_cache_file(name, ids, contents, cache_dir)
     if path.is_file():
         arr = np.load(path, allow_pickle=False)
         if arr.ndim != 2 or arr.shape[0] != len(ids):
@@ -91,9 +98,10 @@ def cached_teacher_embeddings(
 class TeacherTable:
     """id -> teacher row lookup for collate: `table(batch_ids)` gives Float[B, Dt]."""
 
-    def __init__(self, ids: Sequence[str], embeddings: np.ndarray | torch.Tensor) -> None:
+    def __init__(self, ids: Sequence[str], embeddings: np.ndarray | torch.Tensor, file: Path | None = None) -> None:
         self.rows = {item_id: i for i, item_id in enumerate(ids)}
         self.embeddings = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)  # [N, Dt]
+        self.file = file  # the cache file the rows came from (lineage records it)
 
     def __call__(self, ids: Sequence[str]) -> torch.Tensor:
         missing = [i for i in ids if i not in self.rows]

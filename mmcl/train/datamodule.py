@@ -120,6 +120,28 @@ def split_records(records: list[FlickrRecord], eval_splits: tuple[str, ...]):
     return train, val, test
 
 
+def select_records(cfg: DataConfig) -> dict[str, list[FlickrRecord]]:
+    """{"train", "val", "test"} records a run on `cfg` uses (splits, then the quick-run caps)."""
+    train, val, test = split_records(load_flickr_triples(cfg.data_dir), tuple(cfg.eval_splits))
+    if cfg.max_train_images:
+        train = train[: cfg.max_train_images]
+    if cfg.max_eval_images:
+        val, test = val[: cfg.max_eval_images], test[: cfg.max_eval_images]
+    return {"train": train, "val": val, "test": test}
+
+
+def capped_corpus(cfg: DataConfig, held_out: set[str]) -> list[str]:
+    """The unlabeled text corpus without the captions of held-out images, capped with a fixed seed."""
+    from mmcl.data.text_corpus import load_text_corpus
+
+    sentences = load_text_corpus(cfg.text_corpus, cfg.data_dir, exclude_images=held_out)
+    if cfg.max_corpus_sentences and len(sentences) > cfg.max_corpus_sentences:
+        g = torch.Generator().manual_seed(CORPUS_CAP_SEED)
+        keep = torch.randperm(len(sentences), generator=g)[: cfg.max_corpus_sentences].sort().values
+        sentences = [sentences[i] for i in keep.tolist()]
+    return sentences
+
+
 class TripleDataModule(L.LightningDataModule):
     def __init__(self, cfg: DataConfig, model, seed: int = 0) -> None:
         super().__init__()
@@ -139,18 +161,15 @@ class TripleDataModule(L.LightningDataModule):
         )
         self.train_set = self.val_set = self.test_set = None
         self.corpus_set, self.teacher = None, None  # set in setup when configured
+        self.teacher_info: dict[str, Any] | None = None  # what the teacher was and which cache files it read
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         if self.cfg.dataset != "flickr8k_triples":
             raise ConfigError(f"data.dataset: unknown dataset {self.cfg.dataset!r} (known: flickr8k_triples)")
-        train, val, test = split_records(load_flickr_triples(self.cfg.data_dir), tuple(self.cfg.eval_splits))
-        if self.cfg.max_train_images:
-            train = train[: self.cfg.max_train_images]
-        if self.cfg.max_eval_images:
-            val, test = val[: self.cfg.max_eval_images], test[: self.cfg.max_eval_images]
-        self.records = {"train": train, "val": val, "test": test}
+        self.records = select_records(self.cfg)
+        train, val, test = self.records["train"], self.records["val"], self.records["test"]
         self.train_set = TripleDataset(train, self.modalities, self.train_loaders, "random", self.seed,
                                        self.cfg.missing_modality_rate)
         self.val_set = TripleDataset(val, self.modalities, self.eval_loaders, "first", self.seed)
@@ -162,13 +181,9 @@ class TripleDataModule(L.LightningDataModule):
 
     def _text_corpus(self, held_out: set[str]):
         """The unlabeled corpus without the captions of held-out images (capped with a fixed seed)."""
-        from mmcl.data.text_corpus import TextCorpusDataset, load_text_corpus
+        from mmcl.data.text_corpus import TextCorpusDataset
 
-        sentences = load_text_corpus(self.cfg.text_corpus, self.cfg.data_dir, exclude_images=held_out)
-        if self.cfg.max_corpus_sentences and len(sentences) > self.cfg.max_corpus_sentences:
-            g = torch.Generator().manual_seed(CORPUS_CAP_SEED)
-            keep = torch.randperm(len(sentences), generator=g)[: self.cfg.max_corpus_sentences].sort().values
-            sentences = [sentences[i] for i in keep.tolist()]
+        sentences = capped_corpus(self.cfg, held_out)
         self.records["corpus"] = sentences
         return TextCorpusDataset(sentences)
 
@@ -176,10 +191,11 @@ class TripleDataModule(L.LightningDataModule):
         """Teacher lookup tables (embedded once per dataset version, then read from the disk cache)."""
         if self.cfg.teacher.kind == "none":
             return None
-        from mmcl.train.teachers import build_teacher_tables
+        from mmcl.train.teachers import build_teacher_tables, describe_teacher
 
         corpus = self.corpus_set.sentences if self.corpus_set is not None else ()
         tables: dict[str, Any] = build_teacher_tables(self.cfg.teacher, records, corpus)
+        self.teacher_info = describe_teacher(self.cfg.teacher, tables)
         tables["corpus"] = self.cfg.teacher.corpus and self.corpus_set is not None
         return tables
 

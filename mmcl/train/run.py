@@ -106,6 +106,7 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
         "fit_seconds": round(wall, 2),
         "train_samples_per_second": throughput.samples_per_second(),
         "splits": datamodule.describe(),
+        "teacher": datamodule.teacher_info,  # None: this objective read no teacher
         "final": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if evaluate_retrieval and len(datamodule.records["test"]) > 0:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from mmcl.config import TeacherConfig
+from mmcl.config import DataConfig, TeacherConfig
 from mmcl.data.flickr import FlickrRecord, load_image
 from mmcl.objectives.teacher import (
     EncodeFn,
@@ -28,6 +28,7 @@ from mmcl.objectives.teacher import (
     cached_teacher_embeddings,
     open_clip_encoders,
     sentence_encoder,
+    teacher_cache_file,
 )
 
 TEACHER_IMAGE_SIZE = 224  # EfficientNet-Lite0's ImageNet resolution, whatever size the student sees
@@ -112,7 +113,35 @@ def build_teacher_tables(
     image_emb = cached_teacher_embeddings(
         image_ids, image_paths, _LazyEncoder(lambda: towers()[1]), f"{name}-image", batch_size=64, **common
     )
-    return {"text": TeacherTable(text_ids, text_emb), "image": TeacherTable(image_ids, image_emb)}
+    return {
+        "text": TeacherTable(text_ids, text_emb, teacher_cache_file(f"{name}-text", text_ids, texts, cfg.cache_dir)),
+        "image": TeacherTable(image_ids, image_emb,
+                              teacher_cache_file(f"{name}-image", image_ids, image_paths, cfg.cache_dir)),
+    }
+
+
+def describe_teacher(cfg: TeacherConfig, tables: dict[str, TeacherTable]) -> dict[str, object]:
+    """What training read: the teacher's identity and the cache files its rows came from (for lineage)."""
+    model = cfg.text_model if cfg.kind == "offline" else f"{cfg.open_clip_model} @ {cfg.open_clip_checkpoint}"
+    return {"kind": cfg.kind, "name": _teacher_name(cfg), "model": str(model),
+            "files": {m: str(t.file) for m, t in tables.items() if isinstance(t, TeacherTable) and t.file},
+            "rows": {m: int(t.embeddings.shape[0]) for m, t in tables.items() if isinstance(t, TeacherTable)},
+            "dim": {m: int(t.embeddings.shape[1]) for m, t in tables.items() if isinstance(t, TeacherTable)}}
+
+
+def prepare_teacher(data: DataConfig, progress: bool = False) -> dict[str, object] | None:
+    """Embed (or find cached) the teacher rows a training run on `data` will read, with the same records and
+    the same cache keys as training (TripleDataModule.setup); None when the config uses no teacher."""
+    if data.teacher.kind == "none":
+        return None
+    from mmcl.train.datamodule import capped_corpus, select_records
+
+    records = select_records(data)
+    held_out = {r.image_id for r in records["val"] + records["test"]}
+    corpus = capped_corpus(data, held_out) if data.text_corpus and data.teacher.corpus else ()
+    tables = build_teacher_tables(data.teacher, records["train"] + records["val"] + records["test"], corpus,
+                                  progress=progress)
+    return describe_teacher(data.teacher, tables)
 
 
 def _teacher_name(cfg: TeacherConfig) -> str:

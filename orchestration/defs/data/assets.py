@@ -28,7 +28,7 @@ def _pending_drops(ws: MmclWorkspace) -> list[str]:
     code_version=code_version("mmcl/data/landing.py", "mmcl/data/manifest.py", "orchestration/defs/data/assets.py"),
     description="New drops of the landing zone, ingested: canonical manifest.jsonl with sha256 per media file and "
                 "the parse problems of each row kept for validation. A drop whose manifest cannot be read at all "
-                "is rejected whole (rejected/ingest/<drop>/rejection.json). Value: the drops awaiting validation.",
+                "is rejected whole (`rejected/ingest/<drop>/rejection.json`). Value: the drops awaiting validation.",
     check_specs=[dg.AssetCheckSpec("drops_readable", asset="raw_drop",
                                    description="every new drop's manifest could be read as records")],
 )
@@ -59,8 +59,8 @@ def raw_drop(context: dg.AssetExecutionContext, workspace: MmclWorkspace) -> dg.
     group_name=GROUP, kinds={"great_expectations", "pandas"}, check_specs=check_specs(),
     code_version=code_version("mmcl/validate", "orchestration/defs/data"),
     description="The pending raw drops through the Great Expectations gate (ephemeral GX context, suites in "
-                "mmcl.validate.suites): accepted rows to validated/<drop>, failing rows to quarantine/<drop> with "
-                "their reasons (never silently dropped), unreadable drops to rejected/validate/<drop>. Every GX "
+                "mmcl.validate.suites): accepted rows to `validated/<drop>`, failing rows to `quarantine/<drop>` with "
+                "their reasons (never silently dropped), unreadable drops to `rejected/validate/<drop>`. Every GX "
                 "expectation is a blocking asset check: ERROR (stops the pipeline) when a drop is rejected or too "
                 "many rows fail, WARN when a few rows were quarantined.",
 )
@@ -117,6 +117,7 @@ def dataset_version(context: dg.AssetExecutionContext, validated_drop: dict[str,
     return dg.Output(value, data_version=dg.DataVersion(md5), metadata={
         "dvc_md5": md5, "records": counts["records"], "shards": counts["shards"],
         "splits": dg.MetadataValue.json(counts["splits"]), "source_drops": dg.MetadataValue.json(record["source_drops"]),
-        "previous_md5": str(record["previous_md5"]), "git_rev": str(record["git"].get("rev")),
+        "previous_md5": str(record["previous_md5"]), "git_rev": record["git"].get("rev") or f"none: {record['git'].get('reason', 'unknown')} (a version is "
+                                                     "identified by its DVC md5)",
         "dvc_remote": str(record["dvc_remote"]), "lineage": dg.MetadataValue.path(record["lineage_file"]),
         "validation_totals": dg.MetadataValue.json(record["validation"]["totals"])})

@@ -28,14 +28,27 @@ def landed_drops(landing: Path) -> list[str]:
                   if p.is_dir() and not p.name.startswith(".") and any((p / m).is_file() for m in MANIFESTS))
 
 
+def ingested_drops(workspace: MmclWorkspace) -> set[str]:
+    """Drops this workspace has already taken in (ingested into raw/, or rejected whole at ingest)."""
+    names: set[str] = set()
+    for folder in (workspace.path("raw"), workspace.path("rejected", "ingest")):
+        if folder.is_dir():
+            names |= {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    return names
+
+
 @dg.sensor(job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Watches the workspace's landing zone; each new drop folder (one with a manifest) starts "
-                       "ingest_job once. Cursor: the drop names already seen.")
+                       "ingest_job once. A drop counts as new when the workspace has not ingested it yet (raw/, "
+                       "rejected/ingest/) and no earlier tick requested it (cursor: the drop names requested), so "
+                       "a first start on a used workspace does not ingest everything again.")
 def new_drop_sensor(context: dg.SensorEvaluationContext, workspace: MmclWorkspace):
     seen = set(json.loads(context.cursor)) if context.cursor else set()
     landed = landed_drops(workspace.landing)
-    new = [name for name in landed if name not in seen]
+    done = ingested_drops(workspace)
+    new = [name for name in landed if name not in seen and name not in done]
     if not new:
-        return dg.SkipReason(f"no new drop in {workspace.landing} ({len(landed)} seen)")
+        return dg.SkipReason(f"no new drop in {workspace.landing} ({len(landed)} landed, {len(done & set(landed))} "
+                             "already ingested)")
     context.update_cursor(json.dumps(sorted(seen | set(new))))
     return dg.RunRequest(run_key=f"drops:{','.join(new)}", tags={"mmcl/new_drops": ",".join(new)[:200]})

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmcl.registry_models import items_file
 from orchestration.helpers import read_json
 from orchestration.model_records import record_evaluation, registry
 from orchestration.resources import MmclCli, MmclProfile, MmclWorkspace
@@ -67,7 +68,8 @@ def evaluate(kind: str, model_id: str, workspace: MmclWorkspace, profile: MmclPr
     champion = state["champion"]
     if proto.gated and champion and champion != model_id:
         stored = state["models"][champion]["metrics"].get(proto.gated) or {}
-        if stored.get("protocol") != proto.description:
+        # the paired gate needs the champion's per-item results under the same protocol
+        if stored.get("protocol") != proto.description or items_file(stored.get("source")) is None:
             if log is not None:
                 log.info(f"champion {champion} has no {proto.gated} under '{proto.description}': measuring it")
             out = workspace.path("evals", champion, f"{kind}-{hashlib.sha256(proto.description.encode()).hexdigest()[:8]}.json")

@@ -96,21 +96,94 @@ def embedding_drift(context: dg.AssetExecutionContext, dataset_version: dict[str
         "too_few_rows" if len(texts) < 20 else "checked"
     value: dict[str, Any] = {"status": status, "new_drops": new_drops, "rows": len(texts), "drift_detected": False,
                              "champion": (reference or {}).get("champion"), "dataset_md5": dataset_version["md5"]}
+    methods: dict[str, dict[str, Any]] = {}
+    verdict: dict[str, Any] = {}
     if status == "checked":
         folder = workspace.path("monitoring", "checks", context.run_id[:8])
         _embed(reference["model_file"], texts, folder / "current.npy")
         mmcl.run(_drift_args(reference["embeddings"], str(folder / "current.npy"), folder / "drift.json", profile,
                              workspace, f"{','.join(new_drops)} vs {reference['champion']}"), log=context.log)
         verdict = read_json(folder / "drift.json")
+        methods = method_verdicts(verdict)
         value.update(drift_detected=bool(verdict["drift_detected"]), verdict=str(folder / "drift.json"),
-                     report=(verdict.get("report") or {}).get("html"), plot=verdict.get("plot"),
-                     methods={m: {k: r.get(k) for k in ("p_value", "score")} for m, r in verdict["methods"].items()})
-    context.log.info(f"drift: {status}, drift_detected={value['drift_detected']} on {len(texts)} rows of {new_drops}")
-    yield dg.Output(value, metadata={"status": status, "drift_detected": str(value["drift_detected"]),
-                                     "rows": len(texts), "new_drops": dg.MetadataValue.json(new_drops),
-                                     **{f"{m}_p_value": float(r["p_value"]) for m, r in value.get("methods", {}).items()
-                                        if r.get("p_value") is not None},
-                                     **({"verdict": dg.MetadataValue.path(value["verdict"])} if "verdict" in value else {})})
+                     report=(verdict.get("report") or {}).get("html"), plot=verdict.get("plot"), methods=methods)
+    summary = drift_summary(status, verdict, methods, len(texts), new_drops)
+    context.log.info(f"drift: {summary}")
+    meta: dict[str, Any] = {"status": status, "drift_detected": str(value["drift_detected"]), "rows": len(texts),
+                            "new_drops": dg.MetadataValue.json(new_drops), "summary": summary}
+    for name, m in methods.items():
+        meta.update({f"{name}_score": float(m["score"]), f"{name}_verdict": m["verdict"]})
+        if m["p_value"] is not None:
+            meta[f"{name}_p_value"] = float(m["p_value"])
+            meta[f"{name}_threshold"] = float(m["threshold"])
+    if methods:
+        meta["methods"] = dg.MetadataValue.md(methods_markdown(verdict, methods))
+    if value.get("plot") and Path(value["plot"]).is_file():  # the history plot, on the page itself
+        meta["drift_history"] = dg.MetadataValue.md(png_markdown(Path(value["plot"]), "drift history"))
+    if value.get("report"):
+        meta["evidently_report"] = dg.MetadataValue.path(value["report"])
+        meta["evidently_ui"] = dg.MetadataValue.text(
+            f"evidently ui --workspace {workspace.path('monitoring', 'evidently')}  (then http://127.0.0.1:8000)")
+    if "verdict" in value:
+        meta["verdict_file"] = dg.MetadataValue.path(value["verdict"])
+    yield dg.Output(value, metadata=meta)
     yield dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=not value["drift_detected"],
-                              severity=dg.AssetCheckSeverity.WARN, description=status,
-                              metadata={"methods": dg.MetadataValue.json(value.get("methods", {})), "status": status})
+                              severity=dg.AssetCheckSeverity.WARN, description=summary,
+                              metadata={k: meta[k] for k in meta if k != "drift_history"})
+
+
+def method_verdicts(verdict: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per method: score, p-value, the threshold it is held to, and its verdict in the gated decision."""
+    gated = verdict.get("gated_methods", [])
+    alpha = float(verdict["alpha"])
+    threshold = alpha / max(len(gated), 1)
+    out = {}
+    for name, r in verdict["methods"].items():
+        p = r.get("p_value")
+        is_gated = name in gated
+        limit = threshold if is_gated else alpha
+        drifted = p is not None and p < limit
+        out[name] = {"score": r.get("score"), "score_name": r.get("score_name", "score"), "p_value": p,
+                     "threshold": limit, "gated": is_gated,
+                     "verdict": ("drift" if drifted else "no drift") if p is not None else "reported only",
+                     "evidently_drift_detected": r.get("evidently_drift_detected")}
+    return out
+
+
+def drift_summary(status: str, verdict: dict[str, Any], methods: dict[str, dict[str, Any]], rows: int,
+                  drops: list[str]) -> str:
+    if status != "checked":
+        reasons = {"no_reference": "no champion yet: nothing to compare with",
+                   "no_new_data": "no data arrived since the champion's dataset version",
+                   "too_few_rows": f"only {rows} new rows (at least 20 are needed for a test)"}
+        return f"not checked: {reasons.get(status, status)}"
+    head = "DRIFT" if verdict["drift_detected"] else "no drift"
+    parts = [f"{n}: {m['score_name']} {m['score']:.3g}, p {m['p_value']:.3g} vs {m['threshold']:.3g} -> {m['verdict']}"
+             for n, m in methods.items() if m["p_value"] is not None]
+    text = f"{head} on {rows} new rows of {', '.join(drops)} ({verdict['decision_rule']}): {'; '.join(parts)}"
+    classifier = methods.get("classifier") or {}
+    evidently = classifier.get("evidently_drift_detected")
+    if evidently is not None and evidently != (classifier.get("verdict") == "drift"):
+        text += (f". Evidently's own verdict differs ({'drift' if evidently else 'no drift'}): it compares the AUC "
+                 "with the 95th percentile of AUCs of random scores, without a p-value or a correction for the "
+                 "other methods; the gated verdict holds each method's calibrated p-value to alpha / k")
+    return text
+
+
+def methods_markdown(verdict: dict[str, Any], methods: dict[str, dict[str, Any]]) -> str:
+    rows = ["| method | score | p-value | threshold | verdict | gated | Evidently's verdict |",
+            "|---|---|---|---|---|---|---|"]
+    for name, m in methods.items():
+        p = "–" if m["p_value"] is None else f"{m['p_value']:.4f}"
+        t = "–" if m["p_value"] is None else f"{m['threshold']:.4f}"
+        ev = "–" if m["evidently_drift_detected"] is None else ("drift" if m["evidently_drift_detected"] else "no drift")
+        rows.append(f"| {name} | {m['score_name']} {m['score']:.4f} | {p} | {t} | {m['verdict']} | "
+                    f"{'yes' if m['gated'] else 'no'} | {ev} |")
+    return "\n".join(rows) + f"\n\nDecision: {verdict['decision_rule']}."
+
+
+def png_markdown(path: Path, alt: str) -> str:
+    """A PNG inline in a Markdown metadata value (the UI cannot open local files)."""
+    import base64
+
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"

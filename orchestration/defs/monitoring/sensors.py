@@ -4,9 +4,11 @@
 import dagster as dg
 
 from orchestration.defs.monitoring.assets import DRIFT_CHECK
-from orchestration.defs.training.jobs import RETRAIN_TAGS
+from orchestration.defs.training.jobs import RETRAIN_JOB, RETRAIN_TAGS
 
 DRIFT_CHECK_KEY = dg.AssetCheckKey(dg.AssetKey("embedding_drift"), DRIFT_CHECK)
+# check execution states as stored (the status enum is not exported by dagster: its values are)
+PLANNED, FAILED = "PLANNED", "FAILED"
 
 drift_check_job = dg.define_asset_job(
     "drift_check_job", selection=dg.AssetSelection.assets("embedding_drift"),
@@ -20,17 +22,35 @@ daily_drift_check = dg.ScheduleDefinition(
 )
 
 
-@dg.sensor(job_name="retrain_job", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description=f"Starts retrain_job when the latest evaluation of {DRIFT_CHECK} on embedding_drift failed "
-                       "(once per failed evaluation). Cursor: the storage id of the last evaluation acted on.")
+@dg.sensor(job_name=RETRAIN_JOB, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+           description=f"Starts retrain_job when an evaluation of {DRIFT_CHECK} on embedding_drift has completed and "
+                       "failed (once per failed evaluation). Only completed evaluations count: one still planned "
+                       "(its run is going on) holds the cursor until it completes. Cursor: the id of the last "
+                       "evaluation acted on.")
 def drift_retrain_sensor(context: dg.SensorEvaluationContext):
-    record = context.instance.get_latest_asset_check_evaluation_record(DRIFT_CHECK_KEY)
     last = int(context.cursor or 0)
-    if record is None or record.id <= last:
-        return dg.SkipReason("no new drift check evaluation")
-    context.update_cursor(str(record.id))
-    evaluation = record.event.asset_check_evaluation if record.event else None
-    if evaluation is None or evaluation.passed:
-        return dg.SkipReason(f"drift check {record.id} passed (run {record.run_id})")
-    return dg.RunRequest(run_key=f"drift-{record.id}",
-                         tags={**RETRAIN_TAGS, "mmcl/trigger": "drift", "mmcl/drift_check_run": record.run_id})
+    history = context.instance.event_log_storage.get_asset_check_execution_history(DRIFT_CHECK_KEY, limit=100)
+    cursor, failed, passed, waiting = last, [], 0, False
+    for record in sorted((r for r in history if r.id > last), key=lambda r: r.id):
+        if record.status.value == PLANNED:
+            run = context.instance.get_run_by_id(record.run_id)
+            if run is not None and not run.is_finished:
+                waiting = True
+                break  # evaluation in progress: never move the cursor past it
+            cursor = record.id  # its run ended without evaluating the check (failed, canceled): nothing to act on
+            continue
+        cursor = record.id
+        if record.status.value == FAILED:
+            failed.append(record)
+        else:
+            passed += 1
+    if not failed:
+        if cursor != last:
+            context.update_cursor(str(cursor))
+        return dg.SkipReason(f"no failed drift check since evaluation {last} ({passed} passed"
+                             f"{'; waiting for the evaluation in progress' if waiting else ''})")
+    context.update_cursor(str(cursor))
+    newest = failed[-1]  # one retrain covers every drift seen since the last one
+    return dg.RunRequest(run_key=f"drift-{newest.id}",
+                         tags={**RETRAIN_TAGS, "mmcl/trigger": "drift", "mmcl/drift_check_run": newest.run_id,
+                               "mmcl/drift_evaluations": ",".join(str(r.id) for r in failed)[:200]})
