@@ -47,6 +47,7 @@ LAUNCHPAD_CONFIG = """ops:
       objective: simcse
       text_lr: 1.0e-6
 """
+LAUNCHPAD_FIELDS = {"objective": "simcse", "text_lr": "1.0e-6"}
 DAEMON_TAGS = ("dagster/sensor_name", "dagster/schedule_name", "dagster/auto_materialize")
 
 
@@ -117,7 +118,7 @@ def _outcome(dev, run: dict[str, Any], model_id: str) -> str:
         _assert_success(dev, run, f"{model_id} was promoted")
         return "promoted"
     # a rejection is an outcome: the run ends cleanly, the registry says rejected and why
-    rejected = [e for e in events if e.get("action") in ("reject", "rejected")]
+    rejected = [e for e in events if e.get("action") in ("refused", "rejected")]
     assert run["status"] == "SUCCESS", (
         f"challenger {model_id} was not promoted and run {run['runId']} ended {run['status']} (a rejection must "
         f"not look like a crash); registry status {entry['status']!r}, events {[e['action'] for e in events]};\n"
@@ -153,6 +154,18 @@ def champion(product) -> dict[str, Any]:
     return _registry(dev)["models"][_registry(dev)["champion"]]
 
 
+def _edited(prefilled: str) -> str:
+    """The pre-filled Launchpad YAML with the two fields a user edits, typed as a user types them; the whole
+    config of LAUNCHPAD_CONFIG when the pre-filled one does not show those fields."""
+    lines, found = prefilled.splitlines(), set()
+    for i, line in enumerate(lines):
+        key = line.strip().split(":", 1)[0]
+        if key in LAUNCHPAD_FIELDS and line.startswith(" "):
+            lines[i] = line[: len(line) - len(line.lstrip())] + f"{key}: {LAUNCHPAD_FIELDS[key]}"
+            found.add(key)
+    return "\n".join(lines) + "\n" if found == set(LAUNCHPAD_FIELDS) else LAUNCHPAD_CONFIG
+
+
 @pytest.fixture(scope="module")
 def launchpad_run(product, champion, browser, artifacts) -> str:
     """retrain_job launched from its Launchpad with `text_lr: 1.0e-6` and objective simcse; its run id."""
@@ -166,7 +179,7 @@ def launchpad_run(product, champion, browser, artifacts) -> str:
         prefilled = browser.execute_script("return document.querySelector('.CodeMirror').CodeMirror.getValue();")
         browser.save_screenshot(str(artifacts / "1_launchpad_prefilled.png"))
         browser.execute_script("document.querySelector('.CodeMirror').CodeMirror.setValue(arguments[0]);",
-                               LAUNCHPAD_CONFIG)
+                               _edited(prefilled))
         time.sleep(2)  # the Launchpad validates the config against the schema before enabling Launch
         browser.save_screenshot(str(artifacts / "2_launchpad_edited.png"))
         dev.wait(lambda: click_button(browser, "Launch Run"), 60,
@@ -243,7 +256,8 @@ def test_champion_lineage_is_true(product, champion, browser, artifacts):
     # the teacher is named only when training read one, and then it is the file training read
     uses_teacher = (run_config.get("data", {}).get("teacher") or {}).get("kind", "none") != "none"
     if uses_teacher:
-        assert record["teacher"] and Path(record["teacher"]["file"]).is_file(), record["teacher"]
+        files = (record["teacher"] or {}).get("files") or {}
+        assert files and all(Path(f).is_file() for f in files.values()), record["teacher"]
     else:
         assert not record["teacher"], f"{champion_id} trained {run_config['objective']['name']} without a " \
                                       f"teacher, yet its lineage names {record['teacher']}"
