@@ -38,7 +38,7 @@ from tests.orchestration.dagster_dev import (
     page_text,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # the stages have their own, tighter, timeouts
 # seconds: generous for 2 shared cores (the ingest of the shifted drop runs beside a training); on CI's own 2
 # cores the whole module takes well under these sums
 INGEST_S, START_S, TRAIN_S, DRIFT_S, RETRAIN_S = 300, 120, 420, 420, 420
