@@ -49,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from mmcl.config import load_config
     from mmcl.data.paths import data_dir
+    from mmcl.model_card import model_lineage
     from mmcl.train.run import train
     from orchestration.defs.evaluation.protocols import evaluate
     from orchestration.defs.training.config import yaml_number
-    from orchestration.model_records import registry
+    from orchestration.model_records import registry, write_card
     from orchestration.resources import PROFILES, REPO_ROOT, MmclCli, MmclProfile, MmclWorkspace
 
     profile = MmclProfile(**PROFILES[args.profile])
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = train(cfg)
         model_id = Path(metrics["run_dir"]).name
         reg.register(model_id, metrics["run_dir"])
+        write_card(ws, model_lineage(model_id, metrics["run_dir"]))  # evaluations add to the lineage record
         for kind in ("sts", "retrieval"):
             evaluate(kind, model_id, ws, profile, cli, None)
         return model_id

@@ -1,7 +1,8 @@
 """Run configuration: frozen dataclasses loaded from YAML, overridden with `--set a.b=value`.
 
 One resolved config per run; its hash names the run directory, so the same command resumes the same
-run. Unknown keys and wrong types fail before any training starts, naming the dotted key.
+run. Unknown keys, wrong types and out-of-range numbers (RANGES: every numeric field has one) fail before
+anything is built, naming the dotted key and the allowed range.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -181,8 +184,32 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where a float needs a dot, so `1e-06`, `1E-5` and `+1e3` are strings (and an
+    ordinary learning rate fails as "does not match float"); YAML 1.2 and JSON read them as numbers. This
+    loader keeps everything else of PyYAML's safe schema and replaces only the float rule with YAML 1.2's."""
+
+
+_FLOAT = "tag:yaml.org,2002:float"
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _FLOAT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_YamlLoader.add_implicit_resolver(_FLOAT, re.compile(r"""^(?:
+      [-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?   # 1.5  5.  .5  1.0e-6  -.5
+    | [-+]?[0-9][0-9_]*[eE][-+]?[0-9]+                                   # 1e-06  1E-5  +1e3
+    | [-+]?\.(?:inf|Inf|INF) | \.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader subclass: no Python objects)
+
+
 def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
-    value = yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = _yaml(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"--set {dotted}={raw}: the value is not valid YAML ({problem})") from exc
     parts = dotted.split(".")
     node = tree
     for part in parts[:-1]:
@@ -193,15 +220,15 @@ def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read YAML at `path`, apply `key=value` overrides (values parsed as YAML), validate."""
+    """Read YAML at `path`, apply `key=value` overrides (values parsed as YAML, numbers by YAML 1.2), validate."""
     tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
+            tree = _yaml(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
         if not isinstance(tree, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")
@@ -221,18 +248,145 @@ def config_from_dict(tree: dict[str, Any]) -> RunConfig:
     return cfg
 
 
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of one numeric key: bounds (closed unless *_open), null, and special values such
+    as -1 ("no limit") that mean something of their own. Non-finite numbers (.nan, .inf) are never allowed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    null: bool = False
+    special: tuple[int, ...] = ()
+
+    def allows(self, value: Any) -> bool:
+        if value is None:
+            return self.null
+        if value in self.special:
+            return True
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if self.low is not None and self.high is not None:
+            text = f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            text = f"{'>' if self.low_open else '>='} {low}"
+        else:
+            text = f"{'<' if self.high_open else '<='} {high}"
+        text = " or ".join([*(_number(v) for v in self.special), text])
+        return text + " or null" if self.null else text
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+POSITIVE = Range(0, low_open=True)
+# Every int/float field of the dataclasses above, by dotted key ("*" = any encoder): checked before anything is
+# built, so no value is silently taken for something else (max_train_images 0 is not "all") and no Lightning or
+# torch error surfaces later. tests/mmcl/test_config.py fails for a numeric field missing here.
+RANGES: dict[str, Range] = {
+    "seed": Range(0, 2**32 - 1),  # numpy's seed range, which Lightning's seed_everything enforces
+    "data.batch_size": Range(2),  # contrastive: every sample needs at least one negative
+    "data.num_workers": Range(0),
+    "data.max_train_images": Range(1, null=True),  # null: all images
+    "data.max_eval_images": Range(1, null=True),
+    "data.image_size": Range(16, 4096),  # EfficientNet downsamples 32x: below 16 nothing is left to see
+    "data.audio_seconds": Range(0, 600, low_open=True),
+    "data.audio_sample_rate": Range(1000, 192000),
+    "data.missing_modality_rate": Range(0, 1, high_open=True),  # 1 would leave no pair to contrast
+    "data.text_batches_per_paired": Range(1),
+    "data.max_corpus_sentences": Range(1, null=True),
+    "model.embed_dim": Range(1),
+    "model.temperature_init": POSITIVE,
+    "model.encoders.*.lr": Range(0, low_open=True, null=True),  # null: train.lr
+    "train.max_epochs": Range(1),
+    "train.max_steps": Range(1, special=(-1,)),  # -1: no step limit
+    "train.lr": POSITIVE,
+    "train.weight_decay": Range(0),
+    "train.warmup_steps": Range(0),
+    "train.devices": Range(1, special=(-1,)),  # -1: every device; a string is "auto" or device indices "0,1"
+    "train.num_nodes": Range(1),
+    "train.checkpoint_every_n_steps": Range(1),
+    "train.val_every_n_epochs": Range(1),
+    "train.log_every_n_steps": Range(1),
+    "train.grad_clip": Range(0, low_open=True, null=True),  # null: no clipping
+}
+# Options are passed through to the encoder/objective factories (any keys); these names mean the same in every
+# factory that takes them, so their ranges are checked here too, before a model is built.
+OPTION_RANGES: dict[str, Range] = {
+    "temperature": Range(0, low_open=True, null=True),  # null: the model's learnable temperature
+    "bandwidth": Range(0, low_open=True, null=True),
+    "dropout": Range(0, 1, high_open=True, null=True),
+    "momentum": Range(0, 1),
+    "queue_size": Range(1),
+    "max_length": Range(1),
+    "num_classes": Range(1),
+    "min_present": Range(1),
+    "image_size": Range(16, 4096, null=True),
+}
+PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
+              "ddp_find_unused_parameters_false", "fsdp", "deepspeed", "single_device")
+
+
+def _check_range(key: str, value: Any, allowed: Range) -> None:
+    if not allowed.allows(value):
+        raise ConfigError(f"{key}: {value!r} is out of range: must be {allowed.describe()}")
+
+
+def _check_options(where: str, options: dict[str, Any]) -> None:
+    for name, value in options.items():
+        if name in OPTION_RANGES:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"{where}.options.{name}: expected a number, got {type(value).__name__} {value!r}")
+            _check_range(f"{where}.options.{name}", value, OPTION_RANGES[name])
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    tree = cfg.to_dict()
+    for key, allowed in RANGES.items():
+        section, _, name = key.rpartition(".")
+        if section == "model.encoders.*":
+            for modality, encoder in tree["model"]["encoders"].items():
+                _check_range(f"model.encoders.{modality}.{name}", encoder[name], allowed)
+            continue
+        node = tree
+        for part in filter(None, section.split(".")):
+            node = node[part]
+        if key == "train.devices" and isinstance(node[name], str):
+            if not re.fullmatch(r"auto|-1|[0-9]+|[0-9]+(,[0-9]*)+", node[name]):
+                raise ConfigError(f"train.devices: {node[name]!r} is not a device count, -1, \"auto\" or indices like \"0,1\"")
+            continue
+        _check_range(key, node[name], allowed)
+    for modality, encoder in cfg.model.encoders.items():
+        _check_options(f"model.encoders.{modality}", encoder.options)
+    _check_options("objective", cfg.objective.options)
+    for key, value, known in (("train.precision", cfg.train.precision, PRECISIONS),
+                              ("train.accelerator", cfg.train.accelerator, ACCELERATORS),
+                              ("train.strategy", cfg.train.strategy, STRATEGIES)):
+        if value not in known:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(known)}")
+
+
 def _check_semantics(cfg: RunConfig) -> None:
+    _check_numbers(cfg)
     for m in cfg.data.modalities:
         if m not in MODALITIES:
             raise ConfigError(f"data.modalities: unknown modality {m!r} (known: {', '.join(MODALITIES)})")
         if m not in cfg.model.encoders:
             raise ConfigError(f"model.encoders.{m}: no encoder configured for modality {m!r}")
-    if cfg.data.batch_size < 2:
-        raise ConfigError("data.batch_size: contrastive training needs at least 2 samples per batch")
     if cfg.model.head not in ("linear", "mlp", "none"):
         raise ConfigError(f"model.head: {cfg.model.head!r} is not one of linear, mlp, none")
-    if not 0.0 <= cfg.data.missing_modality_rate < 1.0:
-        raise ConfigError("data.missing_modality_rate: must be in [0, 1)")
     _check_text_only(cfg.data)
 
 
@@ -246,8 +400,6 @@ def _check_text_only(data: DataConfig) -> None:
             raise ConfigError(f"data.text_corpus: unknown source {source!r} (known: {', '.join(CORPUS_SOURCES)})")
     if data.text_corpus and "text" not in data.modalities:
         raise ConfigError("data.text_corpus: text-only batches need 'text' in data.modalities")
-    if data.text_batches_per_paired < 1:
-        raise ConfigError("data.text_batches_per_paired: must be at least 1")
     kinds = ("none", "offline", "open_clip")
     if data.teacher.kind not in kinds:
         raise ConfigError(f"data.teacher.kind: {data.teacher.kind!r} is not one of {', '.join(kinds)}")

@@ -56,9 +56,12 @@ class LineageStore:
             raise UserError(f"unknown lineage kind {kind!r}; known: {sorted(KINDS)}")
         return self.root / KINDS[kind]
 
+    def path(self, kind: str, key: str) -> Path:
+        return self.folder(kind) / f"{record_key(key)}.json"
+
     def write(self, kind: str, key: str, record: dict[str, Any], *, overwrite: bool = False) -> Path:
         """Store a record; an existing record for the same key is kept unless overwrite."""
-        path = self.folder(kind) / f"{record_key(key)}.json"
+        path = self.path(kind, key)
         if path.exists() and not overwrite:
             return path
         write_json(path, {"kind": kind, "key": key, "schema": SCHEMA_VERSION, **record})
@@ -69,18 +72,45 @@ class LineageStore:
         folder, stem = self.folder(kind), record_key(key)
         exact = folder / f"{stem}.json"
         if exact.is_file():
-            return json.loads(exact.read_text(encoding="utf-8"))
+            return load_record(exact)
         matches = sorted(folder.glob(f"{stem}*.json")) if folder.is_dir() else []
         if len(matches) == 1:
-            return json.loads(matches[0].read_text(encoding="utf-8"))
+            return load_record(matches[0])
         if not matches:
             raise UserError(f"no {kind} lineage record for {key!r} in {folder}")
         raise UserError(f"{key!r} matches {len(matches)} {kind} records: {[m.stem for m in matches]}")
 
-    def list(self, kind: str) -> list[dict[str, Any]]:
+    def scan(self, kind: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """(every readable record, one message per unreadable file): one bad file hides no other record."""
         folder = self.folder(kind)
-        files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-        return [json.loads(f.read_text(encoding="utf-8")) for f in files]
+        records, problems = [], []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                records.append(load_record(path))
+            except UnreadableRecord as exc:
+                problems.append(str(exc))
+        return records, problems
+
+    def list(self, kind: str) -> list[dict[str, Any]]:
+        """Every readable record of `kind` (see scan for the unreadable ones)."""
+        return self.scan(kind)[0]
+
+
+class UnreadableRecord(UserError):
+    """A lineage file that is not a record (truncated, not JSON, not an object with a key)."""
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problem = f"not valid JSON ({exc})" if not isinstance(exc, OSError) else f"cannot be read ({exc.strerror})"
+        raise UnreadableRecord(f"{path}: lineage record {problem}: restore it from git (`git checkout -- {path}`), "
+                               "or delete it and rerun `mmcl data version` on that version to write it again") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+        raise UnreadableRecord(f"{path}: not a lineage record (expected a JSON object with a \"key\"): restore it "
+                               f"from git (`git checkout -- {path}`) or delete it")
+    return record
 
 
 def git_revision(cwd: str | os.PathLike = ".") -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
     mmcl lineage dataset 8f6fa402            a dataset version by DVC md5 (full, with .dir, or a prefix)
     mmcl lineage dataset 8f6fa402 --json     the record as JSON
-    mmcl lineage list dataset                every dataset version recorded
+    mmcl lineage list dataset                every dataset version recorded (unreadable files: a warning each)
     mmcl lineage model demo-trimodal-1a2b3c  a model: data, code, config, teacher, evaluations, overrides
     mmcl lineage list model                  every model recorded
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
     store = LineageStore(args.store)
     if args.kind == "list":
-        for record in store.list(args.key):
+        records, problems = store.scan(args.key)
+        for record in records:
             print(record["key"])
+        for problem in problems:  # the rest is still listed; exit 0: listing worked, a record needs care
+            print(f"mmcl lineage: warning: {problem}", file=sys.stderr)
         return 0
     record = store.read(args.kind, args.key)
     formatter = FORMATTERS.get(args.kind)

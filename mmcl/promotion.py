@@ -56,11 +56,12 @@ class PairedDecision:
         return not self.worse
 
     def reason(self) -> str:
-        verdict = (f"worse (upper {self.confidence:.0%} bound {self.high:+.2f} < -{self.margin:g})" if self.worse
-                   else f"not shown worse at {self.confidence:.0%}")
+        level = f"{100 * self.confidence:.4g}%"
+        verdict = (f"worse (upper {level} bound {self.high:+.2f} < -{self.margin:g})" if self.worse
+                   else f"not shown worse at {level}")
         return (f"{self.challenger:.2f} vs champion {self.champion:.2f}: delta {self.delta:+.2f}, "
-                f"{2 * self.confidence - 1:.0%} interval [{self.low:+.2f}, {self.high:+.2f}] over {self.units} "
-                f"resampled units: {verdict}")
+                f"{100 * (2 * self.confidence - 1):.4g}% interval [{self.low:+.2f}, {self.high:+.2f}] over "
+                f"{self.units} resampled units: {verdict}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed, "reason": self.reason()}

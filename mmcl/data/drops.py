@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mmcl.data.flickr import FLICKR_DIR, FlickrRecord, load_flickr_triples
-from mmcl.data.manifest import DROP_NAME_PATTERN, sha256_file, write_json, write_jsonl
+from mmcl.data.manifest import DROP_NAME_PATTERN, remove_stale, sha256_file, tmp_name, write_json, write_jsonl
 from mmcl.errors import UserError
 
 CORRUPTIONS = ("blur", "noise")
@@ -113,8 +113,19 @@ def write_drop(drop_dir: Path, records: list[dict[str, Any]], meta: dict[str, An
         raise UserError(f"drop name {drop_dir.name!r} must match {DROP_NAME_PATTERN.pattern}")
     if drop_dir.exists():
         raise UserError(f"drop {drop_dir} already exists; the landing zone never overwrites a drop")
-    tmp = drop_dir.with_name(f".tmp-{drop_dir.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    drop_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(drop_dir.parent)
+    tmp = drop_dir.with_name(tmp_name(drop_dir.name))
+    try:
+        _fill_drop(tmp, drop_dir.name, records, meta)
+        os.replace(tmp, drop_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return drop_dir
+
+
+def _fill_drop(tmp: Path, name: str, records: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     manifest = []
     for record in records:
         record = dict(record)
@@ -128,12 +139,10 @@ def write_drop(drop_dir: Path, records: list[dict[str, Any]], meta: dict[str, An
             (tmp / record["audio"]).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(audio_src, tmp / record["audio"])
             record["audio_sha256"] = sha256_file(tmp / record["audio"])
-        record["source_drop"] = drop_dir.name
+        record["source_drop"] = name
         manifest.append(record)
     write_jsonl(tmp / "manifest.jsonl", manifest)
     write_json(tmp / "drop.json", {**meta, "records": len(manifest)})
-    os.replace(tmp, drop_dir)
-    return drop_dir
 
 
 def _place_image(src: Path, dst: Path, transform: tuple[str, float, int] | None) -> None:

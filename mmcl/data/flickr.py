@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mmcl.data.paths import dataset_dir, safe_join
 from mmcl.errors import DataError
@@ -94,9 +94,14 @@ def load_image(path: str | Path) -> Image.Image:
         raise DataError(path, "image file is missing")
     try:
         with Image.open(path) as img:
+            if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:
+                raise DataError(path, f"image header declares {img.width}x{img.height} pixels, more than the "
+                                f"{Image.MAX_IMAGE_PIXELS} allowed: refused as a possible decompression bomb")
             return img.convert("RGB")  # convert() forces a full decode: truncated files fail here
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(path, f"cannot decode image: {exc}") from exc
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (DecompressionBombError, MemoryError, ...: name the file, no traceback)
+        raise DataError(path, f"cannot decode image: {type(exc).__name__}: {exc}") from exc
 
 
 def read_caption_tokens(data_dir: str | Path | None = None) -> list[tuple[str, str]]:

@@ -33,18 +33,21 @@ absent from every row).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
 import math
 import os
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmcl.errors import DataError
+from mmcl.errors import DataError, UserError
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 REQUIRED_FIELDS = ("id", "split")
@@ -87,6 +90,10 @@ def find_manifest(drop_dir: str | os.PathLike) -> Path:
     root = Path(drop_dir)
     if not root.is_dir():
         raise DataError(root, "drop folder does not exist")
+    links = [root / name for name in MANIFEST_NAMES if (root / name).is_symlink()]
+    if links:
+        raise DataError(links[0], f"the manifest is a symbolic link (-> {os.readlink(links[0])}): refused, put the "
+                        "file itself in the drop")
     found = [root / name for name in MANIFEST_NAMES if (root / name).is_file()]
     if not found:
         raise DataError(root, f"no manifest: expected one of {', '.join(MANIFEST_NAMES)}")
@@ -97,6 +104,9 @@ def find_manifest(drop_dir: str | os.PathLike) -> Path:
 
 def read_drop(drop_dir: str | os.PathLike) -> Drop:
     """Read a drop's manifest (and drop.json). Raises DataError when the manifest is unreadable as a whole."""
+    if Path(drop_dir).is_symlink():
+        raise DataError(drop_dir, f"the drop folder is a symbolic link (-> {os.readlink(drop_dir)}): refused, put "
+                        "the drop itself in the landing zone")
     root = Path(drop_dir).resolve()
     if not DROP_NAME_PATTERN.match(root.name):
         raise DataError(root, f"drop folder name {root.name!r} must match {DROP_NAME_PATTERN.pattern}")
@@ -283,15 +293,110 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+TMP_PATTERN = re.compile(r"^\.(tmp|old)-.+-p(\d+)-[0-9a-f]{8}$")  # tmp_name's names; group 2: the writer's pid
+
+
+def tmp_name(name: str, kind: str = "tmp") -> str:
+    """A hidden sibling name unique to this process and call: `.tmp-<name>-p<pid>-<8 hex>`. The pid lets a
+    later run tell a leftover of a killed writer (remove_stale) from a live writer's work in progress."""
+    return f".{kind}-{name}-p{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(parent: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders that killed writers left in `parent` (live writers' are
+    kept). A `.old-<name>` whose `<name>` is missing is the previous copy of a folder replaced by
+    publish_dir when the kill fell between its two renames: it is put back, not deleted."""
+    import shutil
+
+    folder, removed = Path(parent), []
+    if not folder.is_dir():
+        return removed
+    for entry in sorted(folder.iterdir()):
+        match = TMP_PATTERN.match(entry.name)
+        if match is None or _pid_alive(int(match.group(2))):
+            continue
+        original = folder / entry.name[len(".old-"):entry.name.rindex("-p")]
+        if match.group(1) == "old" and not original.exists():
+            os.replace(entry, original)
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_failed(target: Path, tmp: Path, exc: OSError) -> UserError:
+    """Remove the partial temporary file; the error says what happened and that `target` is unchanged."""
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+    what = "the disk is full (ENOSPC)" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return UserError(f"cannot write {target}: {what}; nothing was written there (any earlier version is "
+                     "unchanged): free space or fix the folder and rerun")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` through a unique temporary sibling (fsync + os.replace): readers see the old
+    file or the new one, never half of it. A failed write (ENOSPC, EIO, ...) leaves no temporary file and
+    raises UserError."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
+    tmp = target.with_name(tmp_name(target.name))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise _write_failed(target, tmp, exc) from exc
+
+
+def copy_file(source: str | os.PathLike, path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Copy `source` to `path` atomically, as a new file (never a hard link: what is stored cannot change
+    when the source does); returns the sha256 of the bytes written, so the caller can compare it with
+    the hash it validated."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(tmp_name(target.name))
+    digest = hashlib.sha256()
+    try:
+        handle = open(source, "rb")  # noqa: SIM115 (closed below; a read error is not a write error)
+    except OSError as exc:
+        raise DataError(source, f"cannot read: {exc.strerror or exc}") from exc
+    with handle:
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                while block := handle.read(chunk):
+                    digest.update(block)
+                    _write_all(fd, block)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _write_failed(target, tmp, exc) from exc
+    return digest.hexdigest()
 
 
 def write_json(path: str | os.PathLike, value: Any) -> None:

@@ -67,3 +67,33 @@ def safe_join(root: str | os.PathLike, relative: str | os.PathLike, *, source: s
     if candidate != root_path and root_path not in candidate.parents:
         raise DataError(source or root_path, f"path {str(relative)!r} escapes the dataset root {root_path}")
     return candidate
+
+
+def symlink_on_path(root: str | os.PathLike, relative: str) -> Path | None:
+    """The first symbolic link met walking `relative` down from `root` (root itself excluded), or None.
+    Media behind a link can change (or point anywhere) after validation, so links are refused even
+    when they stay inside the root."""
+    top = here = Path(root)
+    if Path(relative).is_absolute():
+        return None  # refused as absolute by safe_join
+    for part in Path(relative).parts:
+        if part == "..":
+            if here == top:
+                return None  # escapes: refused by safe_join
+            here = here.parent
+            continue
+        here = here / part
+        if here.is_symlink():
+            return here
+        if not here.exists():
+            return None
+    return None
+
+
+def symlink_reason(link: Path) -> str:
+    """Why a path through `link` is refused (for a reason that starts with the field and the path)."""
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return f"is a symbolic link ({link.name} -> {target}): refused, put the file itself in the drop"

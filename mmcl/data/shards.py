@@ -14,9 +14,11 @@ first dot" grouping recovers each sample. Nothing here stamps time: a timestamp 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 from collections import Counter
 from collections.abc import Iterator
@@ -24,16 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from mmcl.data.manifest import (
+    ID_PATTERN,
     MEDIA_FIELDS,
     atomic_write_bytes,
     read_drop,
     record_to_json,
+    remove_stale,
     write_json,
     write_jsonl,
 )
-from mmcl.errors import DataError
+from mmcl.data.paths import safe_join, symlink_on_path
+from mmcl.errors import DataError, UserError
+from mmcl.faults import maybe_fault
 
 FORMAT = "mmcl-shards/1"
+EXT_PATTERN = re.compile(r"^[a-z0-9]{1,8}$")
 SHARD_SIZE = 256
 META_FIELDS = ("id", "split", "group", "caption", "captions", "transcript", "features", "source_drop",
                "image_sha256", "audio_sha256")
@@ -41,7 +48,9 @@ META_FIELDS = ("id", "split", "group", "caption", "captions", "transcript", "fea
 
 def media_extension(relative: str) -> str:
     suffix = Path(relative).suffix.lower().lstrip(".")
-    return "jpg" if suffix == "jpeg" else suffix or "bin"
+    suffix = "jpg" if suffix == "jpeg" else suffix
+    # the extension becomes a tar member name and, on export, a file name: plain and not ours (json, txt)
+    return suffix if EXT_PATTERN.match(suffix) and suffix not in ("json", "txt") else "bin"
 
 
 def write_shard(path: Path, samples: list[dict[str, bytes | str]]) -> None:
@@ -61,30 +70,52 @@ def write_shard(path: Path, samples: list[dict[str, bytes | str]]) -> None:
 
 
 def iter_shard(path: Path) -> Iterator[dict[str, Any]]:
-    """Samples of one shard, grouped by key: {"__key__", "json": dict, "txt": str, "jpg": bytes, ...}."""
+    """Samples of one shard, grouped by key: {"__key__", "json": dict, "txt": str, "jpg": bytes, ...}.
+    A shard that is not a readable tar of such members raises DataError naming the shard and member."""
     current: dict[str, Any] = {}
-    with tarfile.open(path, mode="r") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, _, ext = member.name.partition(".")
-            if current and current["__key__"] != key:
-                yield current
-                current = {}
-            current["__key__"] = key
-            data = tar.extractfile(member).read()
-            current[ext] = json.loads(data) if ext == "json" else data.decode("utf-8") if ext == "txt" else data
+    member_name = None
+    try:
+        with tarfile.open(path, mode="r") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                member_name = member.name
+                key, _, ext = member.name.partition(".")
+                if current and current["__key__"] != key:
+                    yield current
+                    current = {}
+                current["__key__"] = key
+                data = tar.extractfile(member).read()
+                current[ext] = json.loads(data) if ext == "json" else data.decode("utf-8") if ext == "txt" else data
+    except (tarfile.TarError, OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" (member {member_name!r})" if member_name else ""
+        raise DataError(path, f"shard cannot be read{where}: {type(exc).__name__}: {exc}") from exc
     if current:
         yield current
 
 
-def _sample(drop_root: Path, record: dict[str, Any]) -> dict[str, Any]:
+def _sample(drop_root: Path, record: dict[str, Any], manifest: Path) -> dict[str, Any]:
+    """The tar members of one accepted record. Its media must still have the sha256 validation computed
+    (the accepted manifest's *_sha256): what is versioned is byte for byte what was validated."""
     meta = {name: record[name] for name in META_FIELDS if record.get(name) is not None}
     sample: dict[str, Any] = {"__key__": record["id"]}
     for name in MEDIA_FIELDS:
         if record.get(name):
             ext = media_extension(record[name])
-            sample[ext] = (drop_root / record[name]).read_bytes()
+            if ext in sample:
+                raise DataError(manifest, f"two media of the record would both be stored as .{ext}",
+                                row=record.get("_row"), field=name)
+            path = safe_join(drop_root, record[name], source=manifest)
+            if symlink_on_path(drop_root, record[name]) is not None or not path.is_file():
+                raise DataError(manifest, f"{name} file {record[name]!r} is missing or not a regular file in "
+                                "the accepted area (re-run validation for this drop)", row=record.get("_row"), field=name)
+            data = path.read_bytes()
+            digest, validated = hashlib.sha256(data).hexdigest(), record.get(f"{name}_sha256")
+            if digest != validated:
+                raise DataError(manifest, f"{name} file {record[name]!r} changed after validation: validated sha256 "
+                                f"{str(validated)[:12]}..., the file now has {digest[:12]}...; nothing was versioned: "
+                                "re-run validation for this drop", row=record.get("_row"), field=name)
+            sample[ext] = data
             meta[f"{name}_ext"] = ext
     if record.get("caption"):
         sample["txt"] = record["caption"].encode("utf-8")
@@ -94,24 +125,54 @@ def _sample(drop_root: Path, record: dict[str, Any]) -> dict[str, Any]:
 
 def read_dataset_info(dataset_dir: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(dataset_dir) / "dataset.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(path, f"not valid JSON ({exc}): restore the dataset with `dvc checkout` of its .dvc "
+                        "file") from exc
+    if not isinstance(info, dict) or not isinstance(info.get("drops", []), list):
+        raise DataError(path, "not a dataset description (expected an object with a list of drops)")
+    return info
 
 
 def read_index(dataset_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The index entries of the committed dataset: those whose shard dataset.json lists. dataset.json is
+    the commit point; entries a killed run wrote for a drop it never committed are not part of it."""
     path = Path(dataset_dir) / "index.jsonl"
-    if not path.is_file():
+    info = read_dataset_info(dataset_dir)
+    if not path.is_file() or info is None:
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    committed = {shard for drop in info.get("drops", []) for shard in drop.get("shards", [])}
+    entries = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"not valid JSON ({exc.msg}): rerun `mmcl data version`, which rewrites "
+                            "the index from dataset.json's drops", row=line_no) from exc
+        if entry.get("shard") in committed:
+            entries.append(entry)
+    return entries
 
 
 def build_dataset(accepted_root: str | os.PathLike, dataset_dir: str | os.PathLike,
                   shard_size: int = SHARD_SIZE) -> dict[str, Any]:
-    """Add every accepted drop not yet in the dataset (name order) as new shards; returns dataset.json."""
+    """Add every accepted drop not yet in the dataset (name order) as new shards; returns dataset.json.
+
+    Shards are written first (new file names only), then index.jsonl, then dataset.json: the commit point.
+    A kill anywhere leaves dataset.json naming the previous drops, whose shards were not touched; the
+    next run ignores index entries and removes shard files of drops dataset.json does not name, and
+    writes them again."""
     accepted, dataset = Path(accepted_root), Path(dataset_dir)
     info = read_dataset_info(dataset) or {"format": FORMAT, "shard_size": shard_size, "drops": []}
     if info.get("format") != FORMAT:
         raise DataError(dataset / "dataset.json", f"unknown dataset format {info.get('format')!r} (expected {FORMAT})")
     index = read_index(dataset)
+    _remove_uncommitted(dataset, info)
     known_ids = {entry["id"] for entry in index}
     done = {d["name"] for d in info["drops"]}
     pending = sorted(p for p in accepted.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in done) \
@@ -121,9 +182,23 @@ def build_dataset(accepted_root: str | os.PathLike, dataset_dir: str | os.PathLi
         index += entries
         info["drops"].append({"name": drop_dir.name, "records": len(entries), "shards": shards})
     info.update(_counts(index))
+    maybe_fault("shards.after_shards")
     write_jsonl(dataset / "index.jsonl", index)
+    maybe_fault("shards.after_index")
     write_json(dataset / "dataset.json", info)  # written last: the dataset's commit point
     return info
+
+
+def _remove_uncommitted(dataset: Path, info: dict[str, Any]) -> None:
+    """Shards no committed drop names, and temporary files, are leftovers of a killed run."""
+    committed = {shard for drop in info["drops"] for shard in drop["shards"]}
+    remove_stale(dataset)
+    folder = dataset / "shards"
+    if folder.is_dir():
+        remove_stale(folder)
+        for path in folder.iterdir():
+            if path.is_file() and f"shards/{path.name}" not in committed:
+                path.unlink()
 
 
 def _add_drop(drop_dir: Path, dataset: Path, shard_size: int, known_ids: set[str]) -> tuple[list[dict], list[str]]:
@@ -132,6 +207,9 @@ def _add_drop(drop_dir: Path, dataset: Path, shard_size: int, known_ids: set[str
     for row in drop.rows:
         if row.errors:
             raise DataError(drop.manifest_path, f"accepted row has errors: {row.errors}", row=row.row)
+        if not isinstance(row.fields.get("id"), str) or not re.match(ID_PATTERN, row.fields["id"]):
+            raise DataError(drop.manifest_path, f"id {row.fields.get('id')!r} does not match {ID_PATTERN}",
+                            row=row.row, field="id")
         if row.fields["id"] in known_ids:
             raise DataError(drop.manifest_path, f"id {row.fields['id']!r} is already in the dataset "
                             "(validate drops against the dataset before versioning)", row=row.row, field="id")
@@ -141,7 +219,7 @@ def _add_drop(drop_dir: Path, dataset: Path, shard_size: int, known_ids: set[str
     for start in range(0, len(records), shard_size):
         chunk = records[start:start + shard_size]
         shard = f"shards/{drop.name}-{start // shard_size:06d}.tar"
-        write_shard(dataset / shard, [_sample(drop.root, r) for r in chunk])
+        write_shard(dataset / shard, [_sample(drop.root, r, drop.manifest_path) for r in chunk])
         shards.append(shard)
         entries += [_index_entry(r, shard) for r in chunk]
     return entries, shards
@@ -174,33 +252,59 @@ def iter_samples(dataset_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
             yield from iter_shard(Path(dataset_dir) / shard)
 
 
+def _export_meta(dataset_dir: str | os.PathLike, sample: dict[str, Any]) -> dict[str, Any]:
+    """A shard sample's JSON, with what becomes a file name checked: shards may come from a remote, and
+    an id or extension holding `../` must not write outside the export folder."""
+    meta, key = sample.get("json"), sample.get("__key__")
+    if not isinstance(meta, dict):
+        raise UserError(f"{dataset_dir}: sample {key!r}: its .json member is missing or not an object")
+    rid = meta.get("id")
+    if not isinstance(rid, str) or not re.match(ID_PATTERN, rid) or rid != key:
+        raise UserError(f"{dataset_dir}: sample {key!r}: id {rid!r} in its .json does not match {ID_PATTERN} or the member "
+                        "key: refused (a tampered shard?); nothing of this export was published")
+    for name in ("image_ext", "audio_ext"):
+        ext = meta.get(name)
+        if ext is not None and (not isinstance(ext, str) or not EXT_PATTERN.match(ext) or ext not in sample):
+            raise UserError(f"{dataset_dir}: sample {key!r}: {name} {ext!r} is not a plain extension of one of its members: "
+                            "refused (a tampered shard?); nothing of this export was published")
+    if meta.get("image_ext") == "jpg" and not isinstance(meta.get("split"), str):
+        raise UserError(f"{dataset_dir}: sample {key!r}: split {meta.get('split')!r} is not a string")
+    return meta
+
+
 def export_flickr_layout(dataset_dir: str | os.PathLike, out_root: str | os.PathLike) -> dict[str, int]:
     """Lay a dataset version out as <out_root>/flickr8k_subset1000_tri (captions.csv, images/, audio_tts/,
     split_membership.tsv, audio_transcripts.tsv), so `load_flickr_triples(out_root)` — and `mmcl train
     --set data.data_dir=<out_root>` — read exactly this version. Records without a JPEG image or a
     caption have no place in that layout and are counted as skipped."""
-    import csv
-
-    from mmcl.data.landing import fresh_tmp, publish_dir
+    from mmcl.data.landing import publish_dir, staged
 
     target = Path(out_root) / "flickr8k_subset1000_tri"
-    folder = fresh_tmp(Path(out_root), target.name)  # replaced whole: no file of an older export survives
+    with staged(Path(out_root), target.name) as folder:  # replaced whole: no file of an older export survives
+        counts = _export_into(dataset_dir, folder)
+        publish_dir(folder, target)
+    return counts
+
+
+def _export_into(dataset_dir: str | os.PathLike, folder: Path) -> dict[str, int]:
+    import csv
+
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "audio_tts").mkdir(parents=True, exist_ok=True)
     captions, splits, audio, skipped = [], [], [], 0
     for sample in iter_samples(dataset_dir):
-        meta = sample["json"]
+        meta = _export_meta(dataset_dir, sample)
         texts = meta.get("captions") or ([meta["caption"]] if meta.get("caption") else [])
         if meta.get("image_ext") != "jpg" or not texts:
             skipped += 1
             continue
         image_name = f"{meta['id']}.jpg"
-        atomic_write_bytes(folder / "images" / image_name, sample["jpg"])
+        atomic_write_bytes(safe_join(folder, f"images/{image_name}"), sample["jpg"])
         captions += [(image_name, text) for text in texts]
         splits.append((image_name, meta["split"]))
         if meta.get("audio_ext"):
             relative = f"audio_tts/{meta['id']}.{meta['audio_ext']}"
-            atomic_write_bytes(folder / relative, sample[meta["audio_ext"]])
+            atomic_write_bytes(safe_join(folder, relative), sample[meta["audio_ext"]])
             audio.append((image_name, relative, meta.get("transcript") or texts[0]))
     for name, header, rows, delimiter in (("captions.csv", ("image", "caption"), captions, ","),
                                           ("split_membership.tsv", ("image_id", "flickr8k_split"), splits, "\t"),
@@ -210,5 +314,4 @@ def export_flickr_layout(dataset_dir: str | os.PathLike, out_root: str | os.Path
         writer.writerow(header)
         writer.writerows(rows)
         atomic_write_bytes(folder / name, buffer.getvalue().encode("utf-8"))
-    publish_dir(folder, target)
     return {"images": len(splits), "captions": len(captions), "audio": len(audio), "skipped": skipped}

@@ -26,7 +26,9 @@ from typing import Any
 
 import yaml
 
+from mmcl.data.manifest import write_json
 from mmcl.errors import UserError
+from mmcl.faults import maybe_fault
 
 DEFAULT_REMOTE_NAME = "local"
 DEFAULT_REMOTE_DIR = "local-remote"  # relative to .dvc/: <repo>/.dvc/local-remote
@@ -148,8 +150,11 @@ def _rejected_drops(rejected_root: Path | None) -> list[dict[str, Any]]:
         return []
     found = []
     for path in sorted(rejected_root.glob("*/rejection.json")):
-        rejection = json.loads(path.read_text(encoding="utf-8"))
-        found.append({"drop": rejection["drop"], "reason": rejection["reason"]})
+        try:
+            rejection = json.loads(path.read_text(encoding="utf-8"))
+            found.append({"drop": rejection["drop"], "reason": rejection["reason"]})
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            found.append({"drop": path.parent.name, "reason": f"{path} is unreadable ({exc})"})
     return found
 
 
@@ -157,29 +162,80 @@ def version_dataset(accepted_root: str | os.PathLike, dataset_dir: str | os.Path
                     lineage_dir: str | os.PathLike | None = None, use_dvc: bool = True, push: bool = True,
                     remote: str | None = None, rejected_root: str | os.PathLike | None = None) -> dict[str, Any]:
     """Add the accepted drops to the dataset's shards, then (use_dvc) `dvc add` + `dvc push` it, and write
-    its lineage record. Returns the record (its "md5" is the version's DVC md5)."""
+    its lineage record. Returns the record (its "md5" is the version's DVC md5).
+
+    A transaction: the md5 the new version grows from is journaled (lineage/pending/) before anything
+    changes, and the journal is removed once the lineage record is written. A run killed anywhere
+    leaves the previous version restorable (its shards untouched, its .dvc in git, its cache and remote
+    objects in place); the rerun completes the new version and takes `previous_md5` from the journal,
+    not from a .dvc file the killed run may already have advanced."""
     from mmcl.data.shards import build_dataset
-    from mmcl.lineage import LineageStore, dataset_record
+    from mmcl.lineage import LineageStore, UnreadableRecord, dataset_record
 
     dataset = Path(dataset_dir).resolve()
     dvc_file = dataset.with_name(dataset.name + ".dvc")
     repo = DvcRepo.find(dataset.parent) if use_dvc else None
-    previous = read_dvc_md5(dvc_file) if use_dvc and dvc_file.is_file() else None
+    store = LineageStore(lineage_dir)
+    journal = store.root / "pending" / f"dataset-{hashlib.sha256(str(dataset).encode()).hexdigest()[:12]}.json"
+    previous = _begin(journal, dvc_file if use_dvc else None, store)
+    maybe_fault("versioning.after_journal")
     info = build_dataset(accepted_root, dataset, shard_size)
     if repo is not None:
         md5 = repo.add(dataset)
+        maybe_fault("versioning.after_add")
         if push:
             repo.push(dvc_file, remote)
+            maybe_fault("versioning.after_push")
         remote_url = repo.remote_url(remote)
     else:
         md5, remote_url = dir_md5(dataset), None
+    path = store.path("dataset", md5)
+    try:
+        stored = store.read("dataset", md5) if path.is_file() else None
+    except UnreadableRecord:
+        stored = None  # rewritten below (a self-contained record of this exact version)
+    if previous == md5 and (stored is None or stored.get("previous_md5") == md5):
+        previous = _predecessor_unknown(path, dvc_file, stored is None and not path.is_file())
     reports = []
     for drop in info["drops"]:
         report_path = Path(accepted_root) / drop["name"] / "report.json"
         if report_path.is_file():
             reports.append(drop_validation_summary(json.loads(report_path.read_text(encoding="utf-8"))))
-    record = dataset_record(md5, os.path.relpath(dataset), info, reports, previous_md5=previous,
-                            remote=remote_url if push else None,
-                            rejected=_rejected_drops(Path(rejected_root) if rejected_root else None))
-    path = LineageStore(lineage_dir).write("dataset", md5, record)
+    if stored is not None and stored.get("previous_md5") != md5:
+        record = stored  # the same md5 means the same bytes: the first record is kept
+    else:
+        record = dataset_record(md5, os.path.relpath(dataset), info, reports, previous_md5=previous,
+                                remote=remote_url if push else None,
+                                rejected=_rejected_drops(Path(rejected_root) if rejected_root else None))
+        path = store.write("dataset", md5, record, overwrite=True)
+    maybe_fault("versioning.after_lineage")
+    journal.unlink(missing_ok=True)
     return {**record, "lineage_file": str(path)}
+
+
+def _begin(journal: Path, dvc_file: Path | None, store: Any) -> str | None:
+    """The md5 this run's version grows from: the journal's when a killed run left one that still holds
+    (the .dvc is the journaled md5, or one no lineage record vouches for: the killed run's own `dvc add`),
+    else the .dvc file's, journaled now."""
+    current = read_dvc_md5(dvc_file) if dvc_file is not None and dvc_file.is_file() else None
+    if journal.is_file():
+        try:
+            pending = json.loads(journal.read_text(encoding="utf-8"))
+            journaled = pending["previous_md5"]
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise UserError(f"{journal}: versioning journal is unreadable ({exc}); delete it and rerun "
+                            "`mmcl data version` (previous_md5 is then taken from the .dvc file)") from exc
+        if current == journaled or (current is not None and not store.path("dataset", current).is_file()):
+            return journaled
+    write_json(journal, {"previous_md5": current, "dvc_file": str(dvc_file) if dvc_file else None})
+    return current
+
+
+def _predecessor_unknown(path: Path, dvc_file: Path, missing: bool) -> None:
+    """This run added nothing and the version's record cannot say where it came from."""
+    if missing:
+        return None  # a version mmcl never recorded (added by hand): recorded with no predecessor
+    raise UserError(f"{path}: the lineage record of the current dataset version is unreadable or says the version "
+                    f"grew from itself, and this run added nothing, so its predecessor is not known here: restore the "
+                    f"record from git (`git checkout -- {path}`), or delete it and write it again by rerunning "
+                    f"`mmcl data version` after checking out the previous {dvc_file.name} (see `git log -p {dvc_file}`)")

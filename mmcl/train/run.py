@@ -1,6 +1,8 @@
 """One training run: resolve config -> run directory -> fit (resuming if a checkpoint exists) ->
 model.pt + metrics.json. The run directory is named by the config hash, so rerunning the same
-command after a kill continues from checkpoints/last.ckpt at the same global step.
+command after a kill continues from checkpoints/last.ckpt at the same global step, and logs/metrics.csv
+keeps the rows of the steps before it. A last.ckpt that cannot be resumed from (garbage, truncated,
+holding code, another model's weights) stops the run before anything is built, saying what to do.
 
     python -m mmcl train --config configs/demo.yaml --set train.max_epochs=2
 """
@@ -27,10 +29,14 @@ def _precision(cfg: RunConfig) -> str:
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
-def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, enable_checkpointing: bool = True):
+def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, enable_checkpointing: bool = True,
+                  resume_step: int | None = None):
+    """The Lightning Trainer of a run; `resume_step`: the global step of the checkpoint it resumes from."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from mmcl.train.callbacks import AtomicCheckpointIO, ContinuingCSVLogger
 
     tc = cfg.train
     callbacks = list(callbacks)
@@ -39,13 +45,14 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, enable_checkpo
                                          every_n_train_steps=tc.checkpoint_every_n_steps, save_on_train_epoch_end=True))
     if tc.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
-    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="tensorboard", version="")]
+    loggers = [ContinuingCSVLogger(run_dir, resume_step, name="logs", version=""),
+               TensorBoardLogger(run_dir, name="tensorboard", version="")]
     return L.Trainer(
         default_root_dir=run_dir, max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator,
         devices=tc.devices, strategy=tc.strategy, precision=_precision(cfg), logger=loggers, callbacks=callbacks,
         log_every_n_steps=tc.log_every_n_steps, check_val_every_n_epoch=tc.val_every_n_epochs,
         gradient_clip_val=tc.grad_clip, enable_progress_bar=tc.progress_bar, enable_checkpointing=enable_checkpointing,
-        num_sanity_val_steps=0, num_nodes=tc.num_nodes,
+        num_sanity_val_steps=0, num_nodes=tc.num_nodes, plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # the resumable sampler shards by rank itself (train/datamodule.py)
     )
 
@@ -56,7 +63,7 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
     import torch
 
     from mmcl.train.callbacks import ResumeProgress, Throughput
-    from mmcl.train.checkpoint import MODEL_FILE, save_model
+    from mmcl.train.checkpoint import MODEL_FILE, remove_stale_temporaries, save_model
     from mmcl.train.datamodule import TripleDataModule
     from mmcl.train.evaluate import chance_recall, retrieval_table
     from mmcl.train.module import ContrastiveModule
@@ -67,6 +74,11 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
         import shutil
 
         shutil.rmtree(run_dir)
+    rank_zero = _launched_as_global_zero()  # before fit there is no trainer rank yet: read the launcher's env
+    if rank_zero:  # what a kill during a checkpoint or model.pt write left; only rank zero writes those
+        remove_stale_temporaries(last.parent, last.name)
+        remove_stale_temporaries(run_dir, MODEL_FILE)
+    checkpoint = _resume_checkpoint(run_dir, last) if last.exists() or last.is_symlink() else None
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     atomic_write_text(run_dir / "config_hash.txt", cfg.config_hash() + "\n")
@@ -74,14 +86,16 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     module = ContrastiveModule(cfg.to_dict())
+    resumed_from = None
+    if checkpoint is not None:
+        _check_weights_fit(checkpoint, module, run_dir, last)
+        resumed_from = checkpoint["global_step"]
+        del checkpoint  # Lightning reads it again in fit
+        print(f"resuming {run_dir} from {last} (global step {resumed_from})", flush=True)
     datamodule = TripleDataModule(cfg.data, module.model, seed=cfg.seed)
     datamodule.setup("fit")  # data problems surface here, before any training step
     throughput = Throughput()
-    trainer = build_trainer(cfg, run_dir, [ResumeProgress(), throughput])
-    resumed_from = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"]) if last.is_file() else None
-    if resumed_from is not None:
-        print(f"resuming {run_dir} from {last} (global step {resumed_from})", flush=True)
-    rank_zero = _launched_as_global_zero()  # before fit there is no trainer rank yet: read the launcher's env
+    trainer = build_trainer(cfg, run_dir, [ResumeProgress(), throughput], resume_step=resumed_from)
     before_file = run_dir / "retrieval_before.json"
     if evaluate_retrieval and rank_zero and not before_file.is_file() and len(datamodule.records["test"]) > 0:
         # The untrained model's held-out retrieval, measured once per run before the first step (a resumed
@@ -90,7 +104,8 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
         atomic_write_text(before_file, json.dumps({"test_retrieval": retrieval_table(emb),
                                                    "chance_R@5": chance_recall(emb, k=5)}, indent=2, default=float))
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resumed_from is not None else None,
+                weights_only=True)
     wall = time.perf_counter() - t0
 
     if not trainer.is_global_zero:
@@ -117,6 +132,54 @@ def train(cfg: RunConfig, *, evaluate_retrieval: bool = True, fresh: bool = Fals
             metrics["test_retrieval_chance_R@5"] = before["chance_R@5"]
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
     return metrics
+
+
+# what Lightning reads from a checkpoint when it resumes a fit
+_RESUME_KEYS = ("state_dict", "global_step", "epoch", "loops", "optimizer_states", "lr_schedulers")
+
+
+def _cannot_resume(run_dir: Path, last: Path, reason: str):
+    from mmcl.errors import UserError
+
+    return UserError(f"cannot resume {run_dir}: {reason}. Start this run over with the same command and --fresh "
+                     f"(deletes {run_dir}), or move the file aside (`mv {last} {last}.broken`) and rerun, which also "
+                     "starts from step 0")
+
+
+def _resume_checkpoint(run_dir: Path, last: Path) -> dict[str, Any]:
+    """The checkpoint to resume from, checked before anything is built: a readable, weights-only Lightning
+    training checkpoint (the check of its weights against the model follows in _check_weights_fit)."""
+    from mmcl.errors import UserError
+    from mmcl.train.checkpoint import read_torch_file
+
+    if last.is_symlink() or not last.is_file():
+        raise _cannot_resume(run_dir, last, f"{last} is a symlink or not a regular file (mmcl writes a plain file)")
+    try:
+        checkpoint = read_torch_file(last)
+    except UserError as exc:
+        raise _cannot_resume(run_dir, last, str(exc)) from exc
+    missing = [k for k in _RESUME_KEYS if k not in checkpoint]
+    if missing:
+        raise _cannot_resume(run_dir, last, f"{last} is not a Lightning training checkpoint (no {', '.join(missing)})")
+    step = checkpoint["global_step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0 or not isinstance(checkpoint["state_dict"], dict):
+        raise _cannot_resume(run_dir, last, f"{last} holds global_step {step!r} (expected an integer >= 0)")
+    return checkpoint
+
+
+def _check_weights_fit(checkpoint: dict[str, Any], module, run_dir: Path, last: Path) -> None:
+    import torch
+
+    expected, saved = module.state_dict(), checkpoint["state_dict"]
+    missing, unexpected = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    wrong = [k for k in expected if k in saved and (not isinstance(saved[k], torch.Tensor)
+                                                    or saved[k].shape != expected[k].shape)]
+    if missing or unexpected or wrong:
+        detail = "; ".join(part for part in (
+            f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+            f"{len(unexpected)} unknown (e.g. {unexpected[0]})" if unexpected else "",
+            f"{len(wrong)} of another shape (e.g. {wrong[0]})" if wrong else "") if part)
+        raise _cannot_resume(run_dir, last, f"the weights in {last} are not this model's ({detail})")
 
 
 def _launched_as_global_zero() -> bool:

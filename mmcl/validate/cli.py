@@ -46,9 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmcl.validate.columns import check_workers
     from mmcl.validate.gate import Areas, run_gate
     from mmcl.validate.report import REJECTED, write_report
 
+    check_workers(args.workers)  # before any drop is read
     routed = [args.accepted, args.quarantine, args.rejected]
     if any(routed) and not all(routed):
         raise UserError("--accepted, --quarantine and --rejected go together (every row must land somewhere)")

@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mmcl.data.manifest import MEDIA_FIELDS, Drop, ManifestRow, sha256_file
-from mmcl.data.paths import safe_join
-from mmcl.errors import DataError
+from mmcl.data.paths import safe_join, symlink_on_path, symlink_reason
+from mmcl.errors import DataError, UserError
 from mmcl.validate.media import check_audio, check_image
 
 EVAL_SPLITS = ("dev", "test")
@@ -99,12 +99,13 @@ def _media_columns(drop: Drop, rows: list[dict[str, Any]], mode: str, workers: i
     """Path safety, existence/decoding and sha256 of every media file, decoded in a small thread pool."""
     tasks: list[tuple[dict[str, Any], str, Path]] = []
     resolver = _MediaPaths(drop)
-    for row in rows:
+    for row, source in zip(rows, drop.rows, strict=True):
+        refused = {field for field, _ in source.errors}  # e.g. a symlink refused at ingest: said once, there
         for name in MEDIA_FIELDS:
             row[f"{name}_path_error"] = row[f"{name}_error"] = row[f"{name}_sha256"] = None
             row[f"{name}_hash_error"] = None
             relative = row[name]
-            if relative is None:
+            if relative is None or name in refused:
                 continue
             try:
                 if not relative.strip():
@@ -114,7 +115,7 @@ def _media_columns(drop: Drop, rows: list[dict[str, Any]], mode: str, workers: i
                 row[f"{name}_path_error"] = f"{name} path {relative!r}: {exc.reason}"
                 continue
             tasks.append((row, name, path))
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = check_workers(workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(_progress(pool.map(lambda t: _check_one(t[1], t[2], mode), tasks), len(tasks)))
     for (row, name, _), (error, digest) in zip(tasks, results, strict=True):
@@ -125,6 +126,15 @@ def _media_columns(drop: Drop, rows: list[dict[str, Any]], mode: str, workers: i
         elif declared is not None and digest is not None and declared != digest:
             row[f"{name}_hash_error"] = (f"{name} content changed: manifest declares sha256 {declared[:12]}..., "
                                          f"file has {digest[:12]}... (truncated or altered in transit)")
+
+
+def check_workers(workers: int | None) -> int:
+    """The decoding thread count: `workers` (>= 1), or min(4, cpus) when None."""
+    if workers is None:
+        return min(4, os.cpu_count() or 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"workers must be an integer >= 1 (threads decoding media), got {workers!r}")
+    return workers
 
 
 class _MediaPaths:
@@ -140,11 +150,18 @@ class _MediaPaths:
     def resolve(self, relative: str) -> Path:
         parts = PurePosixPath(relative).parts
         if relative.startswith("/") or not parts or ".." in parts or not self._plain_dir(parts[:-1]):
-            return safe_join(self.root, relative, source=self.manifest)
+            return self._checked(relative)
         path = self.root.joinpath(*parts)
         if path.is_symlink():
-            return safe_join(self.root, relative, source=self.manifest)
+            return self._checked(relative)
         return path
+
+    def _checked(self, relative: str) -> Path:
+        """The slow path: refuse symbolic links (even inside the drop), then safe_join."""
+        link = symlink_on_path(self.root, relative)
+        if link is not None:
+            raise DataError(self.manifest, symlink_reason(link))
+        return safe_join(self.root, relative, source=self.manifest)
 
     def _plain_dir(self, parts: tuple[str, ...]) -> bool:
         key = "/".join(parts)
@@ -155,8 +172,11 @@ class _MediaPaths:
 
 
 def _check_one(kind: str, path: Path, mode: str) -> tuple[str | None, str | None]:
-    error = _CHECKERS[kind](path, mode)
-    digest = sha256_file(path) if path.is_file() else None
+    try:
+        error = _CHECKERS[kind](path, mode)
+        digest = sha256_file(path) if path.is_file() and not path.is_symlink() else None
+    except Exception as exc:  # noqa: BLE001 (an unreadable file is this row's reason, never a traceback)
+        error, digest = f"cannot be read: {type(exc).__name__}: {exc}", None
     return (f"{kind} {error}" if error and not error.startswith(kind) else error), digest
 
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmcl.data.landing import list_drops
-from mmcl.data.manifest import read_drop
+from mmcl.data.manifest import read_drop, remove_stale
 from mmcl.data.shards import read_index
 from mmcl.errors import DataError
 from mmcl.validate.columns import Reference
-from mmcl.validate.quarantine import accept_rows, quarantine_rows, reject
+from mmcl.validate.quarantine import reject, route_rows
 from mmcl.validate.report import REJECTED, DropReport
 from mmcl.validate.runner import Validation, validate_drop
 from mmcl.validate.suites import MAX_CAPTION_CHARS
@@ -60,21 +60,19 @@ def run_gate(sources: list[str | os.PathLike], *, areas: Areas | None = None,
     drops = list_drops(sources)
     for area in (vars(areas).values() if areas else ()):  # every area exists afterwards, even empty
         area.mkdir(parents=True, exist_ok=True)
+        remove_stale(area)
     reference = build_reference(dataset_dir, areas.accepted if areas else None, {d.name for d in drops})
     reports = []
     for drop_dir in drops:
         validation = validate_drop(drop_dir, reference, media_check=media_check, workers=workers,
                                    max_caption_chars=max_caption_chars, severities=severities)
         reports.append(validation.report)
+        if areas is not None and validation.report.status == REJECTED:
+            reject(validation, areas.rejected)
+        elif areas is not None:
+            route_rows(validation, areas.accepted, areas.quarantine)  # may quarantine rows changed meanwhile
         if validation.report.status != REJECTED:
             reference.add(_accepted_records(validation))
-        if areas is None:
-            continue
-        if validation.report.status == REJECTED:
-            reject(validation, areas.rejected)
-        else:
-            quarantine_rows(validation, areas.quarantine)
-            accept_rows(validation, areas.accepted)
     return reports
 
 

@@ -6,17 +6,27 @@ Modes trade thoroughness for speed (bench/bench_data.py measures each):
   header  image: PIL identifies the format and size; audio: libsndfile opens it and reports samples > 0
   exists  a non-empty regular file
 A file cut exactly on an MP3 frame boundary decodes cleanly; the declared sha256 in the manifest is what
-catches it (checked in mmcl.validate.columns).
+catches it (checked in mmcl.validate.columns). Whatever a decoder raises (PIL's DecompressionBombError,
+a libsndfile error, a MemoryError on a hostile header, ...) becomes the reason: one file never stops a
+drop. An image whose header declares more than PIL's MAX_IMAGE_PIXELS is refused before decoding, in
+`header` mode too. `exists` opens nothing, by design: the training loader (mmcl.data.flickr.load_image)
+refuses such a file with a message naming it.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 MEDIA_CHECK_MODES = ("full", "header", "exists")
+_DATA_SIZE_MISMATCH = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)  # libsndfile's log
 
 
 def _exists(path: Path) -> str | None:
+    if path.is_symlink():
+        return f"file is a symbolic link, refused: {path.name}"
+    if path.exists() and not path.is_file():
+        return f"not a regular file: {path.name}"
     if not path.is_file():
         return f"file not found: {path.name}"
     if path.stat().st_size == 0:
@@ -29,20 +39,28 @@ def check_image(path: Path, mode: str = "full") -> str | None:
     problem = _exists(path)
     if problem or mode == "exists":
         return problem
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
             if image.width < 1 or image.height < 1:
                 return f"image has no pixels ({image.width}x{image.height})"
+            if Image.MAX_IMAGE_PIXELS and image.width * image.height > Image.MAX_IMAGE_PIXELS:
+                return (f"image header declares {image.width}x{image.height} pixels, more than the "
+                        f"{Image.MAX_IMAGE_PIXELS} allowed: refused as a possible decompression bomb")
             if mode == "header":
                 return None
             image.verify()
         with Image.open(path) as image:  # verify() leaves the image unusable: reopen to decode the pixels
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return f"image does not decode: {exc}"
+    except Exception as exc:  # noqa: BLE001 (any decoder failure is this row's reason, never a traceback)
+        return f"image does not decode: {_describe(exc)}"
     return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def check_audio(path: Path, mode: str = "full") -> str | None:
@@ -56,11 +74,15 @@ def check_audio(path: Path, mode: str = "full") -> str | None:
         info = soundfile.info(str(path))
         if info.frames <= 0:
             return "audio has no samples"
+        declared = _DATA_SIZE_MISMATCH.search(info.extra_info or "")
+        if declared:  # libsndfile plays what is there; a header that promises more (or absurdly more) is a lie
+            return (f"audio header declares {declared.group(1)} bytes of samples, the file holds {declared.group(2)}: "
+                    "truncated or a forged header")
         if mode == "header":
             return None
         decoded = len(soundfile.read(str(path), dtype="float32", always_2d=True)[0])
-    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
-        return f"audio does not decode: {exc}"
+    except Exception as exc:  # noqa: BLE001 (any decoder failure is this row's reason, never a traceback)
+        return f"audio does not decode: {_describe(exc)}"
     if decoded == 0:
         return "audio decodes to no samples"
     if decoded < info.frames:

@@ -103,16 +103,21 @@ def record_checks(max_caption_chars: int = MAX_CAPTION_CHARS) -> list[Check]:
 
 
 def with_severities(checks: list[Check], overrides: dict[str, str] | None) -> list[Check]:
-    """Checks with some severities changed, e.g. {"caption_not_near_duplicate": "blocking"}."""
+    """Checks with some severities raised, e.g. {"caption_not_near_duplicate": "blocking"}. A blocking
+    check stays blocking: each one keeps unreadable, unsafe (paths, ids) or unvetted rows out of the
+    dataset, so lowering one is refused rather than configured."""
     from mmcl.errors import UserError
 
     overrides = dict(overrides or {})
-    known = {c.name for c in checks}
+    by_name = {c.name: c for c in checks}
     for name, severity in overrides.items():
-        if name not in known:
-            raise UserError(f"unknown check {name!r} in a severity override; checks: {sorted(known)}")
+        if name not in by_name:
+            raise UserError(f"unknown check {name!r} in a severity override; checks: {sorted(by_name)}")
         if severity not in GX_SEVERITY:
             raise UserError(f"severity of {name!r} must be one of {sorted(GX_SEVERITY)}, got {severity!r}")
+        if by_name[name].severity == BLOCKING and severity != BLOCKING:
+            raise UserError(f"check {name!r} is blocking and cannot be made a {severity}: blocking checks keep "
+                            "unsafe or unreadable rows out of the dataset (only warnings can change, to blocking)")
     return [replace(c, severity=overrides.get(c.name, c.severity)) for c in checks]
 
 

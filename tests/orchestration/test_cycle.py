@@ -122,17 +122,26 @@ def test_demo_report_prints_retrieval_before_after_and_chance(cycle, defs, capsy
     assert "model card" in out and "lineage" in out
 
 
-def test_worse_challenger_is_rejected_cleanly(cycle, defs, instance, workspace):
+@pytest.fixture(scope="module")
+def rejected(cycle, defs, instance, workspace):
+    """A retrain of a deliberately worse model after the cycle: (its run result, the champion before it)."""
+    from mmcl.registry_models import ModelRegistry
+
+    before = ModelRegistry(workspace / "models").champion()
+    # the text tower at lr 1e-3 (10x the config's) loses much of its sentence tuning in 3 steps: a worse model
+    config = {"ops": {"trained_model": {"config": {"text_lr": 0.001}}}}
+    result = defs.resolve_job_def("retrain_job").execute_in_process(run_config=config, instance=instance,
+                                                                raise_on_error=False)
+    return result, before
+
+
+def test_worse_challenger_is_rejected_cleanly(rejected, instance, workspace):
     """A worse challenger is an outcome, not a crash: the run succeeds, the paired gate shows the interval, the
     registry records the refusal, the champion's value and assets stay as they were."""
     from mmcl.registry_models import ModelRegistry
 
     registry = ModelRegistry(workspace / "models")
-    before = registry.champion()
-    # the text tower at lr 1e-2 (100x the config's) wrecks its sentence tuning in 3 steps: a worse model
-    config = {"ops": {"trained_model": {"config": {"text_lr": 0.01}}}}
-    result = defs.resolve_job_def("retrain_job").execute_in_process(run_config=config, instance=instance,
-                                                                raise_on_error=False)
+    result, before = rejected
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     gates = [_check(result, "sts_not_worse_than_champion"), _check(result, "rsum_not_worse_than_champion")]
     assert all(g.severity == dg.AssetCheckSeverity.WARN for g in gates)  # informative: promoted_model decides
@@ -188,3 +197,44 @@ def test_failing_drift_check_triggers_retraining(cycle, defs, instance, workspac
     assert isinstance(request, dg.RunRequest) and request.tags["mmcl/trigger"] == "drift"
     assert drift_sensor.job_name == "retrain_job"
     assert isinstance(drift_sensor(context), dg.SkipReason)  # one retrain per failed check
+
+
+def test_a_config_error_fails_at_once_with_mmcls_message(cycle, defs, instance):
+    """A permanent error is not retried: one attempt, and the run's failure says what is wrong."""
+    config = {"ops": {"trained_model": {"config": {"overrides": ["train.no_such_key=1"]}}}}
+    result = defs.resolve_job_def("retrain_job").execute_in_process(run_config=config, instance=instance,
+                                                                raise_on_error=False)
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failures) == 1 and failures[0].step_key == "trained_model"
+    message = failures[0].event_specific_data.error.message
+    assert "the training config is invalid" in message and "no_such_key" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def test_champion_job_forces_and_rolls_back_with_who_and_why(rejected, defs, instance, workspace):
+    """A person overrides the gate from the Launchpad (champion_job): the forced model becomes champion, the
+    registry and the model's lineage say who and why; a rollback restores the previous champion."""
+    from mmcl.model_card import read_model_lineage
+    from mmcl.registry_models import ModelRegistry
+
+    registry = ModelRegistry(workspace / "models")
+    _, before = rejected
+    challenger = next(e["id"] for e in registry.list() if e["id"] != before["id"])
+    job = defs.resolve_job_def("champion_job")
+    anonymous = {"ops": {"promoted_model": {"config": {"action": "force", "model_id": challenger}}}}
+    refused = job.execute_in_process(run_config=anonymous, instance=instance, raise_on_error=False)
+    assert not refused.success and registry.champion()["id"] == before["id"]  # who and why are required
+    forced = {"ops": {"promoted_model": {"config": {"action": "force", "model_id": challenger,
+                                                    "requested_by": "alice", "reason": "known-good on our data"}}}}
+    assert job.execute_in_process(run_config=forced, instance=instance, raise_on_error=False).success
+    assert registry.champion()["id"] == challenger
+    event = registry.read()["events"][-1]
+    assert event["action"] == "promote" and event["forced"] and event["by"] == "alice"
+    override = read_model_lineage(challenger, workspace / "lineage")["overrides"][-1]
+    assert override["action"] == "force" and override["requested_by"] == "alice"
+    back = {"ops": {"promoted_model": {"config": {"action": "rollback", "requested_by": "bob",
+                                                  "reason": "alice was wrong"}}}}
+    assert job.execute_in_process(run_config=back, instance=instance, raise_on_error=False).success
+    assert registry.champion()["id"] == before["id"]
+    assert read_model_lineage(before["id"], workspace / "lineage")["overrides"][-1]["requested_by"] == "bob"

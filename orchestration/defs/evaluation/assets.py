@@ -71,7 +71,7 @@ def _decision_table(gate: Any) -> str:
     rows = ["| metric | challenger | champion | delta | interval | decision |", "|---|---|---|---|---|---|"]
     for c in gate.comparisons:
         p = c.paired or {}
-        interval = f"[{p['low']:+.2f}, {p['high']:+.2f}] ({2 * p['confidence'] - 1:.0%})" if p else "–"
+        interval = f"[{p['low']:+.2f}, {p['high']:+.2f}] ({100 * (2 * p['confidence'] - 1):.4g}%)" if p else "–"
         delta = f"{p['delta']:+.2f}" if p else "–"
         rows.append(f"| {c.metric} | {c.challenger} | {c.champion} | {delta} | {interval} | "
                     f"{'pass' if c.passed else 'REJECT'}: {c.reason} |")
@@ -111,7 +111,7 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, t
                          allow_retries=False)
     try:
         if config.action == PromotionAction.rollback:
-            retired, model_id = reg.rollback()
+            retired, model_id = reg.rollback(by=config.requested_by, reason=config.reason)
             gate, previous = None, retired
             _record_override(workspace, model_id, {"action": "rollback", "from": retired, **who})
         else:
@@ -121,8 +121,8 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, t
             force = config.action == PromotionAction.force
             # the gate again, under the registry's lock: another run may have promoted since the checks ran
             gate = reg.promote(model_id, profile.tolerances(), force=force, confidence=profile.promotion_confidence,
-                               reason=f"{config.action.value} by {config.requested_by}: {config.reason}" if force
-                               else f"dagster run {context.run_id}")
+                               by=config.requested_by if force else f"dagster run {context.run_id}",
+                               reason=config.reason if force else "the paired gate")
             previous = gate.champion
             if force:
                 _record_override(workspace, model_id, {"action": "force", "previous": previous,

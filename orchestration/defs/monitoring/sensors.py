@@ -9,6 +9,14 @@ from orchestration.defs.training.jobs import RETRAIN_JOB, RETRAIN_TAGS
 DRIFT_CHECK_KEY = dg.AssetCheckKey(dg.AssetKey("embedding_drift"), DRIFT_CHECK)
 # check execution states as stored (the status enum is not exported by dagster: its values are)
 PLANNED, FAILED = "PLANNED", "FAILED"
+NO_CHAMPION = "no_reference"  # embedding_drift's status when no model was ever promoted: train the first one
+
+
+def _status(record) -> str | None:
+    """The `status` metadata of a completed drift check evaluation (checked, no_reference, ...)."""
+    evaluation = record.event.asset_check_evaluation if record.event else None
+    value = (evaluation.metadata or {}).get("status") if evaluation else None
+    return getattr(value, "value", value)
 
 drift_check_job = dg.define_asset_job(
     "drift_check_job", selection=dg.AssetSelection.assets("embedding_drift"),
@@ -24,7 +32,8 @@ daily_drift_check = dg.ScheduleDefinition(
 
 @dg.sensor(job_name=RETRAIN_JOB, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description=f"Starts retrain_job when an evaluation of {DRIFT_CHECK} on embedding_drift has completed and "
-                       "failed (once per failed evaluation). Only completed evaluations count: one still planned "
+                       "failed (once per failed evaluation), or found no champion to compare with (the first model: "
+                       "tag mmcl/trigger=first_model). Only completed evaluations count: one still planned "
                        "(its run is going on) holds the cursor until it completes. Cursor: the id of the last "
                        "evaluation acted on.")
 def drift_retrain_sensor(context: dg.SensorEvaluationContext):
@@ -40,7 +49,7 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
             cursor = record.id  # its run ended without evaluating the check (failed, canceled): nothing to act on
             continue
         cursor = record.id
-        if record.status.value == FAILED:
+        if record.status.value == FAILED or _status(record) == NO_CHAMPION:
             failed.append(record)
         else:
             passed += 1
@@ -51,6 +60,7 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
                              f"{'; waiting for the evaluation in progress' if waiting else ''})")
     context.update_cursor(str(cursor))
     newest = failed[-1]  # one retrain covers every drift seen since the last one
-    return dg.RunRequest(run_key=f"drift-{newest.id}",
-                         tags={**RETRAIN_TAGS, "mmcl/trigger": "drift", "mmcl/drift_check_run": newest.run_id,
+    trigger = "first_model" if _status(newest) == NO_CHAMPION else "drift"
+    return dg.RunRequest(run_key=f"{'drift' if trigger == 'drift' else 'first'}-{newest.id}",
+                         tags={**RETRAIN_TAGS, "mmcl/trigger": trigger, "mmcl/drift_check_run": newest.run_id,
                                "mmcl/drift_evaluations": ",".join(str(r.id) for r in failed)[:200]})

@@ -35,7 +35,10 @@ def test_paths_escaping_through_dotdot_absolute_or_symlinks_are_refused(tmp_path
     assert errors[0] == (None, None) and errors[1] == (None, None)
     assert "escapes the dataset root" in errors[2][0]
     assert "absolute path" in errors[3][0]
-    assert "escapes the dataset root" in errors[4][0] and "escapes the dataset root" in errors[5][0]
+    # a symlink is named as one (issue #12, class 9), even one that would stay inside the drop
+    assert errors[4][0] == f"image path 'images/link.jpg': is a symbolic link (link.jpg -> {outside / 'secret.jpg'}): " \
+        "refused, put the file itself in the drop"
+    assert errors[5][0].startswith("image path 'linked/secret.jpg': is a symbolic link (linked -> ")
     assert errors[6] == (None, "image file not found: missing.jpg")
     assert "empty path" in errors[7][0]
     assert table[0]["image_sha256"] == sha256_file(drop / "images" / "a.jpg")
