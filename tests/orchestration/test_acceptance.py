@@ -245,7 +245,7 @@ def test_retrain_from_the_launchpad(product, launchpad_run, browser, artifacts):
         time.sleep(3)
         browser.save_screenshot(str(artifacts / "3_launchpad_run.png"))
         model_id = _trained_model_id(dev, run_id)
-        outcome = _outcome(dev, run, model_id)
+        outcome = "promoted" if _registry(dev)["champion"] == model_id else "rejected"
         assert "traceback" not in page_text(browser).lower(), f"the run page of {run_id} shows a stack trace"
         # what a user looking for the decision does: filter the run's event log by it
         browser.find_element("css selector", "input[placeholder^='Filter']").send_keys(outcome)
@@ -254,6 +254,7 @@ def test_retrain_from_the_launchpad(product, launchpad_run, browser, artifacts):
         time.sleep(1)
         browser.save_screenshot(str(artifacts / f"3_launchpad_run_{outcome}.png"))
         assert "traceback" not in shown.lower()
+        assert _outcome(dev, run, model_id) == outcome
     # the Launchpad's values reached mmcl exactly: the resolved config of the trained run
     config = yaml.safe_load((Path(_registry(dev)["models"][model_id]["run_dir"]) / "config.yaml").read_text())
     assert config["objective"]["name"] == "simcse"
