@@ -245,6 +245,10 @@ def test_retrain_from_the_launchpad(product, launchpad_run, browser, artifacts):
         time.sleep(3)
         browser.save_screenshot(str(artifacts / "3_launchpad_run.png"))
         model_id = _trained_model_id(dev, run_id)
+        # the Launchpad's values reached mmcl exactly: the resolved config of the trained run
+        config = yaml.safe_load((Path(_registry(dev)["models"][model_id]["run_dir"]) / "config.yaml").read_text())
+        assert config["objective"]["name"] == "simcse"
+        assert config["model"]["encoders"]["text"]["lr"] == pytest.approx(1e-6, rel=0, abs=1e-12)
         outcome = "promoted" if _registry(dev)["champion"] == model_id else "rejected"
         assert "traceback" not in page_text(browser).lower(), f"the run page of {run_id} shows a stack trace"
         # what a user looking for the decision does: filter the run's event log by it
@@ -255,10 +259,6 @@ def test_retrain_from_the_launchpad(product, launchpad_run, browser, artifacts):
         browser.save_screenshot(str(artifacts / f"3_launchpad_run_{outcome}.png"))
         assert "traceback" not in shown.lower()
         assert _outcome(dev, run, model_id) == outcome
-    # the Launchpad's values reached mmcl exactly: the resolved config of the trained run
-    config = yaml.safe_load((Path(_registry(dev)["models"][model_id]["run_dir"]) / "config.yaml").read_text())
-    assert config["objective"]["name"] == "simcse"
-    assert config["model"]["encoders"]["text"]["lr"] == pytest.approx(1e-6, rel=0, abs=1e-12)
 
 
 def test_champion_lineage_is_true(product, champion, browser, artifacts):
