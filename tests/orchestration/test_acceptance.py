@@ -232,8 +232,20 @@ def test_drift_starts_a_retrain_by_itself(product, drift_retrain):
     assert run["tags"].get("dagster/sensor_name") == "drift_retrain_sensor", run["tags"]
     assert run["tags"].get("mmcl/drift_check_run") == drift_retrain["check"]["runId"], run["tags"]
     # a third training does not fit the CI budget: the run the sensor started is cancelled, as a user would
-    data = dev.graphql("mutation($id: String!) { terminateRun(runId: $id) { __typename } }", {"id": run["runId"]})
-    assert data["terminateRun"]["__typename"] == "TerminateRunSuccess", data
+    # (a run between queued and started cannot be terminated yet: asked again until it can, or has ended)
+    dev.wait(lambda: _terminated(dev, run["runId"]), 120, f"the drift-triggered run {run['runId']} to be cancelled",
+             every=5)
+
+
+def _terminated(dev, run_id: str) -> bool:
+    if dev.run(run_id)["status"] in ("SUCCESS", "FAILURE", "CANCELED", "CANCELING"):
+        return True
+    data = dev.graphql("mutation($id: String!) { terminateRun(runId: $id) { __typename "
+                       "... on TerminateRunFailure { message } ... on PythonError { message } } }", {"id": run_id})
+    answer = data["terminateRun"]
+    if answer["__typename"] != "TerminateRunSuccess":
+        print(f"terminateRun {run_id} ({dev.run(run_id)['status']}): {answer}", flush=True)
+    return answer["__typename"] == "TerminateRunSuccess"
 
 
 def test_retrain_from_the_launchpad(product, launchpad_run, browser, artifacts):
