@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mmcl.data.manifest import atomic_write_bytes, atomic_write_text, sha256_file
+from mmcl.data.manifest import atomic_write_bytes, atomic_write_text, remove_stale, sha256_file
 from mmcl.errors import UserError
 from mmcl.faults import maybe_fault
 
@@ -177,6 +177,8 @@ def _place(src: Path, dst: Path) -> None:
     """Put `src` at `dst` atomically: a hard link (a copy, fsynced, on another file system) under a temporary
     name beside `dst`, then a rename; a failure or a kill leaves `dst` as it was."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() and os.path.samefile(src, dst):  # already linked (rename() of two links to one file is a no-op
+        return                                      # that would leave the temporary name behind)
     fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
@@ -261,6 +263,8 @@ class ModelRegistry:
     # ---- storage
     def read(self) -> dict[str, Any]:
         if not self.file.exists() and not self.file.is_symlink():
+            if self.backup.exists():  # deleted, not new: starting empty would silently drop every model
+                raise self._damaged(ValueError("it is missing, but its backup is there"))
             return {"schema": SCHEMA_VERSION, "champion": None, "history": [], "models": {}, "events": []}
         try:
             return _load_state(self.file)
@@ -303,11 +307,11 @@ class ModelRegistry:
             yield
 
     def _sweep_temporary(self) -> None:
-        """Remove what an interrupted change left (a kill between a temporary file and its rename). Only
-        changes under the lock write these names, and the lock is held: none of them is in use."""
-        leftovers = [*self.root.glob(f".{REGISTRY_FILE}*tmp*"), *self.root.glob(f"*/.{MODEL_FILE}.*.tmp"),
-                     *self.root.glob(f"*/.{CONFIG_FILE}.*.tmp")]
-        for path in leftovers:
+        """Remove what an interrupted change left (a kill between a temporary file and its rename): the
+        registry writer's temporaries (manifest.remove_stale: those of dead processes) and _place's, which only
+        changes under the lock write: the lock is held, so none of them is in use."""
+        remove_stale(self.root)
+        for path in [*self.root.glob(f"*/.{MODEL_FILE}.*.tmp"), *self.root.glob(f"*/.{CONFIG_FILE}.*.tmp")]:
             path.unlink(missing_ok=True)
 
     @contextlib.contextmanager

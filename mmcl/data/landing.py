@@ -78,19 +78,14 @@ def publish_dir(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
-def fresh_tmp(parent: Path, name: str) -> Path:
-    """An empty hidden folder in `parent` to build `name` in (leftovers of killed runs are removed first)."""
+@contextmanager
+def staged(parent: Path, name: str) -> Iterator[Path]:
+    """An empty hidden folder in `parent` to build `name` in, removed again when building it fails (a full
+    disk leaves nothing half-written). Leftovers of killed runs in `parent` are removed first."""
     parent.mkdir(parents=True, exist_ok=True)
     remove_stale(parent)
     tmp = parent / tmp_name(name)
     tmp.mkdir()
-    return tmp
-
-
-@contextmanager
-def staged(parent: Path, name: str) -> Iterator[Path]:
-    """fresh_tmp, removed again when building it fails (a full disk leaves nothing half-written)."""
-    tmp = fresh_tmp(parent, name)
     try:
         yield tmp
     except BaseException:

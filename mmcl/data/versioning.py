@@ -16,6 +16,7 @@ caches the output), so lineage records made either way are keyed alike.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -210,6 +211,8 @@ def version_dataset(accepted_root: str | os.PathLike, dataset_dir: str | os.Path
         path = store.write("dataset", md5, record, overwrite=True)
     maybe_fault("versioning.after_lineage")
     journal.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # no empty folder left in the (git-tracked) lineage store
+        journal.parent.rmdir()
     return {**record, "lineage_file": str(path)}
 
 

@@ -4,13 +4,13 @@ Modes trade thoroughness for speed (bench/bench_data.py measures each):
   full    image: PIL verify() then a full load(); audio: decode every sample and compare the count with
           the header's (a file cut mid-frame decodes fewer samples than its header promises)
   header  image: PIL identifies the format and size; audio: libsndfile opens it and reports samples > 0
-  exists  a non-empty regular file
+  exists  a non-empty regular file (and, for an image, a header that does not declare a bomb's pixel count)
 A file cut exactly on an MP3 frame boundary decodes cleanly; the declared sha256 in the manifest is what
 catches it (checked in mmcl.validate.columns). Whatever a decoder raises (PIL's DecompressionBombError,
 a libsndfile error, a MemoryError on a hostile header, ...) becomes the reason: one file never stops a
 drop. An image whose header declares more than PIL's MAX_IMAGE_PIXELS is refused before decoding, in
-`header` mode too. `exists` opens nothing, by design: the training loader (mmcl.data.flickr.load_image)
-refuses such a file with a message naming it.
+every mode: `exists` reads that much of an image's header and judges nothing else (a file PIL cannot
+identify passes there; the training loader, mmcl.data.flickr.load_image, refuses it naming the file).
 """
 
 from __future__ import annotations
@@ -37,24 +37,28 @@ def _exists(path: Path) -> str | None:
 def check_image(path: Path, mode: str = "full") -> str | None:
     """None when the image is usable, else why not."""
     problem = _exists(path)
-    if problem or mode == "exists":
+    if problem:
         return problem
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            if image.width < 1 or image.height < 1:
-                return f"image has no pixels ({image.width}x{image.height})"
             if Image.MAX_IMAGE_PIXELS and image.width * image.height > Image.MAX_IMAGE_PIXELS:
                 return (f"image header declares {image.width}x{image.height} pixels, more than the "
                         f"{Image.MAX_IMAGE_PIXELS} allowed: refused as a possible decompression bomb")
+            if mode == "exists":
+                return None
+            if image.width < 1 or image.height < 1:
+                return f"image has no pixels ({image.width}x{image.height})"
             if mode == "header":
                 return None
             image.verify()
         with Image.open(path) as image:  # verify() leaves the image unusable: reopen to decode the pixels
             image.load()
-    except Exception as exc:  # noqa: BLE001 (any decoder failure is this row's reason, never a traceback)
+    except Image.DecompressionBombError as exc:  # refused in every mode, `exists` included
         return f"image does not decode: {_describe(exc)}"
+    except Exception as exc:  # noqa: BLE001 (any decoder failure is this row's reason, never a traceback)
+        return None if mode == "exists" else f"image does not decode: {_describe(exc)}"
     return None
 
 

@@ -95,7 +95,7 @@ def check_versioned(fh, repo: Path, v1: dict, *, cloud: bool = True) -> None:
     assert records[v2_md5]["previous_md5"] == v1["md5"] and records[v1["md5"]]["previous_md5"] is None
     assert records[v2_md5]["source_drops"] == ["drop-0001", "drop-0002"]
     assert not fh.stray_temporaries(repo), fh.stray_temporaries(repo)
-    assert not any((repo / "lineage/pending").glob("*"))  # the journal is closed
+    assert not (repo / "lineage/pending").exists()  # the journal is closed
     dvc = DvcRepo(repo)
     if cloud:  # v2 reached the remote
         assert dvc.run("status", "--cloud", "--json", "data/dataset.dvc").stdout.strip() in ("{}", "")

@@ -116,6 +116,29 @@ def test_decoder_failures_are_the_rows_reasons(hostile):
                                              "samples, the file holds 3200: truncated or a forged header")]
     for report in (img1, img2, audio):
         assert report.status == "quarantined" and all(f.row >= 1 for f in report.failures)
+    from mmcl.validate.media import check_image
+
+    raw = hostile["root"] / "data/raw"  # `exists` judges nothing but a bomb's header
+    assert check_image(raw / "img1/i/bomb.png", "exists") == BOMB
+    assert check_image(raw / "img1/i/bomb2.png", "exists").startswith("image header declares 12000x12000 pixels")
+    assert check_image(raw / "img2/i/text.jpg", "exists") is None
+
+
+def test_the_training_loader_names_the_file_whatever_the_decoder_raises(hostile):
+    from mmcl.data.flickr import load_image
+
+    raw = hostile["root"] / "data/raw"
+    expected = {
+        "img1/i/bomb.png": "cannot decode image: " + BOMB.removeprefix("image does not decode: "),
+        "img1/i/bomb2.png": "image header declares 12000x12000 pixels, more than the 89478485 allowed: refused as a "
+                            "possible decompression bomb",
+        "img1/i/cut.png": "cannot decode image: OSError: image file is truncated",
+        "img2/i/text.jpg": f"cannot decode image: UnidentifiedImageError: cannot identify image file '{raw / 'img2/i/text.jpg'}'",
+    }
+    for relative, reason in expected.items():
+        with pytest.raises(DataError) as caught:
+            load_image(raw / relative)
+        assert str(caught.value) == f"{raw / relative}: {reason}"
 
 
 def test_symlinks_and_escaping_paths_are_refused_as_such(hostile):
@@ -273,3 +296,23 @@ def test_data_version_rerun_rewrites_a_truncated_record_of_its_version(fh, tmp_p
     path.write_text(whole[: len(whole) // 2])
     again = version_dataset(areas.accepted, dataset, lineage_dir=tmp_path / "lineage", use_dvc=False)
     assert json.loads(path.read_text()) == json.loads(whole) and again["md5"] == first["md5"]
+
+
+def test_a_symlinked_drop_or_manifest_is_rejected_as_a_symlink(fh, tmp_path):
+    rows, files = fh.good_rows("s", 1, seed=31)
+    real = fh.write_drop(tmp_path / "elsewhere", "drop-real", rows, files)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    os.symlink(real, landing / "drop-link")
+    manifest_link = landing / "drop-manifest-link"
+    manifest_link.mkdir()
+    os.symlink(real / "manifest.jsonl", manifest_link / "manifest.jsonl")
+    results = {r.drop: r for r in ingest_drops([landing], tmp_path / "raw", tmp_path / "rejected")}
+    assert {name: r.status for name, r in results.items()} == {"drop-link": "rejected", "drop-manifest-link": "rejected"}
+    assert results["drop-link"].reason == (f"{landing / 'drop-link'}: the drop folder is a symbolic link (-> {real}): "
+                                           "refused, put the drop itself in the landing zone")
+    assert results["drop-manifest-link"].reason == (
+        f"{manifest_link / 'manifest.jsonl'}: the manifest is a symbolic link (-> {real / 'manifest.jsonl'}): refused, "
+        "put the file itself in the drop")
+    assert (tmp_path / "rejected/drop-link/drop").is_symlink()  # the link is kept, what it points at is not copied
+    assert not any((tmp_path / "raw").iterdir())

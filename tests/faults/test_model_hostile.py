@@ -155,6 +155,16 @@ def test_damaged_registry_says_what_is_wrong_and_how_to_restore(tmp_path, capsys
     assert registry.entry("a")["metrics"]["retrieval_rsum"]["value"] == 200.0
 
 
+def test_a_deleted_registry_is_not_taken_for_a_new_one(tmp_path, capsys):
+    registry = _store_with_champion(tmp_path)
+    registry.file.unlink()
+    assert main(["models", "--store", str(registry.root), "register", str(_run(tmp_path, "b", b"b")), "--id", "b"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mmcl models: error: {registry.file} is not a usable model registry: it is missing, but its "
+                          f"backup is there. Nothing was changed. The backup {registry.backup} is intact")
+    assert not registry.file.exists() and not (registry.root / "b").exists()
+
+
 def test_damaged_registry_without_backup_never_mentions_one(tmp_path, capsys):
     registry = ModelRegistry(tmp_path / "models")
     registry.register("a", _run(tmp_path, "a", b"weights"))  # the first change: nothing to back up yet
