@@ -181,7 +181,7 @@ def test_new_drop_triggers_the_sensor(defs, instance, workspace):
     assert isinstance(again, dg.SkipReason) or not set(again.run_key.removeprefix("drops:").split(",")) & ingested
 
 
-def test_failing_drift_check_triggers_retraining(defs, instance, workspace):
+def test_failing_drift_check_triggers_retraining(cycle, defs, instance, workspace):  # cycle: a champion
     from mmcl.data.drops import simulate_shifted_drop
 
     drift_sensor = defs.get_sensor_def("drift_retrain_sensor")
