@@ -204,7 +204,7 @@ def launchpad_run(product, champion, browser, artifacts) -> str:
 
 @pytest.fixture(scope="module")
 def drift_retrain(product, champion, launchpad_run, browser, artifacts) -> dict[str, Any]:
-    """A drop whose captions are all movie-review sentences lands (while the Launchpad's retrain holds the
+    """A topic-shifted drop (only photos of dogs, their own captions) lands (while the Launchpad's retrain holds the
     training slot: two trainings, not three, fit the CI budget); the drift sensor starts retrain_job."""
     with screenshot_on_failure(browser, artifacts, "drift", f"{product.url}/runs"):
         return _drift_retrain(product)
@@ -213,7 +213,9 @@ def drift_retrain(product, champion, launchpad_run, browser, artifacts) -> dict[
 def _drift_retrain(dev) -> dict[str, Any]:
     from mmcl.data.drops import simulate_shifted_drop
 
-    simulate_shifted_drop(dev.workspace / "landing", "shift-0001", records=40, caption_fraction=1.0, corruption=None)
+    # a topic shift (photos of dogs with their own captions): the data moved, the pairs stay aligned
+    simulate_shifted_drop(dev.workspace / "landing", "shift-0001", records=40, caption_fraction=0.0, corruption=None,
+                          topic="dog")
 
     def failed_drift_check():
         executions = dev.check_executions("embedding_drift", "no_embedding_drift")

@@ -34,31 +34,32 @@ daily_drift_check = dg.ScheduleDefinition(
            description=f"Starts retrain_job when an evaluation of {DRIFT_CHECK} on embedding_drift has completed and "
                        "failed (once per failed evaluation), or found no champion to compare with (the first model: "
                        "tag mmcl/trigger=first_model). Only completed evaluations count: one still planned "
-                       "(its run is going on) holds the cursor until it completes. Cursor: the id of the last "
-                       "evaluation acted on.")
+                       "(its run is going on) is read again once it has completed, while later completed ones are "
+                       "acted on at once (their run keys keep a retrain from starting twice). Cursor: the id below "
+                       "which every evaluation has been acted on.")
 def drift_retrain_sensor(context: dg.SensorEvaluationContext):
     last = int(context.cursor or 0)
     history = context.instance.event_log_storage.get_asset_check_execution_history(DRIFT_CHECK_KEY, limit=100)
-    cursor, failed, passed, waiting = last, [], 0, False
+    cursor, failed, passed, waiting = last, [], 0, None
     for record in sorted((r for r in history if r.id > last), key=lambda r: r.id):
         if record.status.value == PLANNED:
             run = context.instance.get_run_by_id(record.run_id)
             if run is not None and not run.is_finished:
-                waiting = True
-                break  # evaluation in progress: never move the cursor past it
-            cursor = record.id  # its run ended without evaluating the check (failed, canceled): nothing to act on
-            continue
-        cursor = record.id
-        if record.status.value == FAILED or _status(record) == NO_CHAMPION:
+                # in progress: the cursor never moves past it (it is read again once it completed); later
+                # completed evaluations are still acted on, their run keys keep a retrain from starting twice
+                waiting = record.id if waiting is None else waiting
+                continue
+        elif record.status.value == FAILED or _status(record) == NO_CHAMPION:
             failed.append(record)
         else:
             passed += 1
+        if waiting is None:
+            cursor = record.id
+    if cursor != last:
+        context.update_cursor(str(cursor))
     if not failed:
-        if cursor != last:
-            context.update_cursor(str(cursor))
         return dg.SkipReason(f"no failed drift check since evaluation {last} ({passed} passed"
-                             f"{'; waiting for the evaluation in progress' if waiting else ''})")
-    context.update_cursor(str(cursor))
+                             f"{f'; evaluation {waiting} is still running' if waiting else ''})")
     newest = failed[-1]  # one retrain covers every drift seen since the last one
     trigger = "first_model" if _status(newest) == NO_CHAMPION else "drift"
     return dg.RunRequest(run_key=f"{'drift' if trigger == 'drift' else 'first'}-{newest.id}",
