@@ -57,7 +57,8 @@ class PairedDecision:
 
     def reason(self) -> str:
         level = f"{100 * self.confidence:.4g}%"
-        verdict = (f"worse (upper {level} bound {self.high:+.2f} < -{self.margin:g})" if self.worse
+        limit = f"-{self.margin:g}" if self.margin else "0"
+        verdict = (f"worse (upper {level} bound {self.high:+.2f} < {limit})" if self.worse
                    else f"not shown worse at {level}")
         return (f"{self.challenger:.2f} vs champion {self.champion:.2f}: delta {self.delta:+.2f}, "
                 f"{100 * (2 * self.confidence - 1):.4g}% interval [{self.low:+.2f}, {self.high:+.2f}] over "
