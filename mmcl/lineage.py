@@ -128,7 +128,7 @@ def git_revision(cwd: str | os.PathLike = ".") -> dict[str, Any]:
     dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
     out: dict[str, Any] = {"rev": rev, "dirty": dirty}
     if rev is None:
-        said = (head.stderr.strip().splitlines() or ["no commit"])[-1].removeprefix("fatal: ")
+        said = (head.stderr.strip().splitlines() or ["no commit"])[0].removeprefix("fatal: ")
         out["reason"] = f"{Path(cwd).resolve()}: {said}"
     return out
 

@@ -37,7 +37,8 @@ def test_record_holds_md5_drops_validation_counts_and_git(versioned):
     assert record["row_counts"]["modalities"] == {"audio": 20, "caption": 20, "image": 20}
     assert [d["status"] for d in record["validation"]["drops"]] == ["passed", "passed"]
     assert record["validation"]["totals"]["accepted"] == 20
-    assert record["git"] == {"rev": None, "dirty": False}  # a repository without commits
+    assert record["git"]["rev"] is None and record["git"]["dirty"] is False  # a repository without commits
+    assert "HEAD" in record["git"]["reason"]  # and why there is no revision
     stored = json.loads((root / "lineage" / "datasets" / f"{record['md5'][:-4]}.json").read_text())
     assert stored["md5"] == record["md5"] and stored["kind"] == "dataset"
 
