@@ -48,7 +48,7 @@ def test_rollback_serves_the_first_champions_index(defs, instance, workspace, se
     searcher = ChampionSearcher(workspace / "models", workspace / "indexes")
     before = searcher.search("text", "two dogs play in the snow", k=4)
 
-    registry.promote("tiny-b", tolerances={})
+    registry.promote("tiny-b", force=True, by="test", reason="a second champion with its own index")
     second = _materialise(defs, instance, registry, io)
     assert second["model_id"] == "tiny-b" and not second["reused"] and second["folder"] != first["folder"]
     assert searcher.search("text", "two dogs play in the snow", k=4)["champion"] == "tiny-b"

@@ -66,7 +66,7 @@ def test_rollback_serves_the_first_models_index(registry, small_data, tmp_path, 
     first = searcher.search("text", "a dog runs on the beach", k=5)
     assert first["champion"] == "tiny-a"
 
-    registry.promote("tiny-b", tolerances={})  # a second champion, with its own index
+    registry.promote("tiny-b", force=True, by="test", reason="a second champion with its own index")
     with pytest.raises(StaleIndex, match="no index for the champion tiny-b"):
         searcher.search("text", "a dog runs on the beach", k=5)
     _build(registry, "tiny-b", small_data, root, built=built)

@@ -92,7 +92,7 @@ def test_bad_queries_get_a_clear_4xx(server, tmp_path):
 
 def test_promotion_and_rollback_are_served_without_restart(server):
     url, registry = server
-    registry.promote("tiny-b", tolerances={})
+    registry.promote("tiny-b", force=True, by="test", reason="a second champion with its own index")
     try:
         assert _call(f"{url}/api/info")[1]["champion"] == "tiny-b"
         assert _call(f"{url}/api/search?text=dog&k=1")[1]["champion"] == "tiny-b"
