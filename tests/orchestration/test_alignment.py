@@ -92,7 +92,7 @@ def champion(defs, instance, workspace):
     (run_dir,) = [p for p in runs.iterdir() if (p / "model.pt").is_file()]
     reg = ModelRegistry(workspace / "models")
     entry = reg.register("champion-a", run_dir, dataset_md5=version["md5"])
-    reg.promote("champion-a", force=True, reason="test: a champion for the alignment gate")
+    reg.promote("champion-a", force=True, by="test", reason="a champion for the alignment gate")
     promoted = {"champion": "champion-a", "previous": None, "model_file": entry["model_file"],
                 "run_dir": str(run_dir), "dataset_md5": version["md5"]}
     (workspace / "dagster_io" / "promoted_model.json").write_text(json.dumps(promoted))
