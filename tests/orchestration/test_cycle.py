@@ -93,7 +93,7 @@ def test_runs_are_stored_in_postgres(cycle, instance, pg_env):
         assert cur.fetchone()[0] == "SUCCESS"
         cur.execute("select count(*) from event_logs where run_id = %s and dagster_event_type = %s",
                     (cycle.run_id, "ASSET_MATERIALIZATION"))
-        assert cur.fetchone()[0] == 11
+        assert cur.fetchone()[0] == len(cycle.get_asset_materialization_events())
         cur.execute("select count(*) from event_logs where run_id = %s and dagster_event_type = %s",
                     (cycle.run_id, "ASSET_CHECK_EVALUATION"))
         assert cur.fetchone()[0] == len(cycle.get_asset_check_evaluations())
@@ -204,8 +204,10 @@ def test_failing_drift_check_triggers_retraining(cycle, defs, instance, workspac
 def test_a_config_error_fails_at_once_with_mmcls_message(cycle, defs, instance):
     """A permanent error is not retried: one attempt, and the run's failure says what is wrong."""
     config = {"ops": {"trained_model": {"config": {"overrides": ["train.no_such_key=1"]}}}}
-    result = defs.resolve_job_def("retrain_job").execute_in_process(run_config=config, instance=instance,
-                                                                raise_on_error=False)
+    # after the drift test the topic-shifted drop is in the data, and the alignment gate flags it (its paired
+    # similarities move with the topic): a person's override lets this run reach the training step under test
+    result = defs.resolve_job_def("retrain_job").execute_in_process(
+        run_config=config, instance=instance, raise_on_error=False, tags={"mmcl/alignment_override": "shift-0001"})
     assert not result.success
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert len(failures) == 1 and failures[0].step_key == "trained_model"

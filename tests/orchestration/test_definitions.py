@@ -5,7 +5,7 @@ import pytest
 
 ASSETS = ["raw_drop", "validated_drop", "dataset_version", "teacher_scores", "trained_model", "sts_eval",
           "senteval_eval", "retrieval_eval", "promoted_model", "reference_embeddings", "embedding_drift",
-          "champion_index"]
+          "champion_index", "alignment_reference", "alignment_drift", "champion_change"]
 
 
 @pytest.fixture(scope="module")
