@@ -204,10 +204,8 @@ def test_failing_drift_check_triggers_retraining(cycle, defs, instance, workspac
 def test_a_config_error_fails_at_once_with_mmcls_message(cycle, defs, instance):
     """A permanent error is not retried: one attempt, and the run's failure says what is wrong."""
     config = {"ops": {"trained_model": {"config": {"overrides": ["train.no_such_key=1"]}}}}
-    # after the drift test the topic-shifted drop is in the data, and the alignment gate flags it (its paired
-    # similarities move with the topic): a person's override lets this run reach the training step under test
-    result = defs.resolve_job_def("retrain_job").execute_in_process(
-        run_config=config, instance=instance, raise_on_error=False, tags={"mmcl/alignment_override": "shift-0001"})
+    result = defs.resolve_job_def("retrain_job").execute_in_process(run_config=config, instance=instance,
+                                                                raise_on_error=False)
     assert not result.success
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert len(failures) == 1 and failures[0].step_key == "trained_model"

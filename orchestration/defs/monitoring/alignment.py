@@ -100,6 +100,7 @@ def champion_change(context: dg.AssetExecutionContext, alignment_reference: dict
 def check_drop(workspace: MmclWorkspace, drop: str, reference: dict[str, Any], alpha: float) -> dict[str, Any]:
     """The alignment verdict of one validated drop against `reference` (cached per champion and drop)."""
     from mmcl.data.manifest import write_json
+    from mmcl.errors import DataError
     from mmcl.monitor.alignment import (
         MIN_GROUPS,
         AlignmentSettings,
@@ -123,8 +124,13 @@ def check_drop(workspace: MmclWorkspace, drop: str, reference: dict[str, Any], a
     else:
         emb, facts = embed_records_for_alignment(reference["model_file"], records, drop=drop)
         save_alignment_inputs(folder / "current.npz", emb, facts)
-        result = alignment_drift(pairs_from_embeddings(*load_alignment_inputs(reference["file"])),
-                                 pairs_from_embeddings(emb, facts), settings=AlignmentSettings(alpha=alpha))
+        try:
+            result = alignment_drift(pairs_from_embeddings(*load_alignment_inputs(reference["file"])),
+                                     pairs_from_embeddings(emb, facts), settings=AlignmentSettings(alpha=alpha))
+        except DataError as exc:  # too few groups on a side (a small reference): untestable, said, not a crash
+            summary.update(status="too_few_rows", reason=str(exc), drift_detected=False)
+            write_json(verdict_file, summary)
+            return summary
         plot = plot_alignment(result, folder / "alignment.png")
         write_json(folder / "result.json", result)
         summary.update(status="checked", drift_detected=result["drift_detected"], plot=str(plot),
