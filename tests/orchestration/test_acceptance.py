@@ -49,6 +49,7 @@ LAUNCHPAD_CONFIG = """ops:
       text_lr: 1.0e-6
 """
 LAUNCHPAD_FIELDS = {"objective": "simcse", "text_lr": "1.0e-6"}
+TRAINING_JOBS = ("retrain_job", "full_cycle_job")  # the jobs whose runs train a model
 DAEMON_TAGS = ("dagster/sensor", "dagster/schedule", "dagster/auto", "dagster/from_automation")  # tag prefixes
 
 
@@ -158,8 +159,9 @@ def _champion(dev) -> dict[str, Any]:
     assert ingest["tags"].get("dagster/sensor_name") == "new_drop_sensor", ingest
     _assert_success(dev, ingest, "ingesting the clean drops")
     if not _registry(dev)["champion"]:  # the ingest itself did not train: another run the daemon starts must
-        trainer = dev.wait(lambda: next((r for r in dev.runs() if r["runId"] != ingest["runId"] and _by_daemon(r)),
-                                        None), START_S,
+        # a run that trains (the alignment sensor's check runs are started by the daemon too, and train nothing)
+        trainer = dev.wait(lambda: next((r for r in dev.runs() if r["runId"] != ingest["runId"] and _by_daemon(r)
+                                         and r["jobName"] in TRAINING_JOBS), None), START_S,
                            "a training run started by the daemon itself (sensor, schedule or automation condition) "
                            "after the clean drops were ingested: they are versioned but nothing trains on them")
         _assert_success(dev, dev.wait_finished(trainer["runId"], TRAIN_S), "the first training")
